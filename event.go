@@ -1,0 +1,206 @@
+package sse
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// Errors returned when an [Event] cannot be encoded. Nothing is written to
+// the wire when one of them is returned. Test for them with [errors.Is].
+var (
+	// ErrInvalidID reports an id that contains CR, LF or NUL. Browsers
+	// would split such an id into several fields or ignore it, so it is
+	// refused rather than rewritten.
+	ErrInvalidID = errors.New("sse: event id contains CR, LF or NUL")
+	// ErrInvalidEventName reports an event name that contains CR or LF.
+	ErrInvalidEventName = errors.New("sse: event name contains CR or LF")
+	// ErrInvalidRetry reports a negative Retry.
+	ErrInvalidRetry = errors.New("sse: negative retry")
+	// ErrInvalidData reports data that cannot be encoded as JSON. The
+	// error from encoding/json is wrapped as well.
+	ErrInvalidData = errors.New("sse: data cannot be encoded")
+	// ErrResetWithID reports an event that sets both ID and ResetID.
+	ErrResetWithID = errors.New("sse: event sets both ID and ResetID")
+)
+
+// Event is one server-sent event.
+//
+// The zero value of each field means "leave that field out": an event with
+// no ID writes no "id:" line, so the client's last event ID stays as it was.
+type Event struct {
+	// ID becomes the client's last event ID, sent back as Last-Event-ID
+	// when it reconnects. It may not contain CR, LF or NUL.
+	ID string
+	// ResetID writes an empty "id:" line, which clears the client's last
+	// event ID. It may not be combined with a non-empty ID.
+	ResetID bool
+	// Event is the event name; a browser dispatches it to listeners added
+	// with addEventListener(name). Empty means the default "message"
+	// event. It may not contain CR or LF.
+	Event string
+	// Data is the payload. A string, []byte or json.RawMessage is sent as
+	// it is; any other value is encoded with encoding/json. Data that
+	// contains line breaks (LF, CR or CRLF) is sent as several "data:"
+	// lines, which a browser joins with LF. A nil Data writes no "data:"
+	// line at all, and browsers do not dispatch an event without data: use
+	// "" for an event with an empty payload.
+	Data any
+	// Retry asks the client to wait this long before reconnecting. It is
+	// sent in whole milliseconds (truncated); zero writes no "retry:" line.
+	Retry time.Duration
+	// Comment is written first as comment lines, which clients ignore.
+	// Line breaks in it start new comment lines.
+	Comment string
+}
+
+// Validate reports whether e can be encoded, without encoding its Data.
+func (e Event) Validate() error {
+	if containsAny(e.ID, true) {
+		return fmt.Errorf("%w: %q", ErrInvalidID, e.ID)
+	}
+	if containsAny(e.Event, false) {
+		return fmt.Errorf("%w: %q", ErrInvalidEventName, e.Event)
+	}
+	if e.ResetID && e.ID != "" {
+		return ErrResetWithID
+	}
+	if e.Retry < 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidRetry, e.Retry)
+	}
+	return nil
+}
+
+// containsAny reports whether s holds CR or LF, or NUL when nul is set.
+// Ids and names are short, so a plain loop beats several IndexByte calls.
+func containsAny(s string, nul bool) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\r', '\n':
+			return true
+		case 0:
+			if nul {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// AppendTo appends the wire encoding of e, ending with the blank line that
+// dispatches it, to dst and returns the extended slice. On error it returns
+// dst unchanged and an error that wraps one of the Err* sentinels.
+//
+// String and []byte data are encoded without allocating.
+func (e Event) AppendTo(dst []byte) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return dst, err
+	}
+	orig := len(dst)
+	if e.Comment != "" {
+		dst = appendLines(dst, ": ", e.Comment)
+	}
+	if e.ID != "" || e.ResetID {
+		dst = append(dst, "id: "...)
+		dst = append(dst, e.ID...)
+		dst = append(dst, '\n')
+	}
+	if e.Event != "" {
+		dst = append(dst, "event: "...)
+		dst = append(dst, e.Event...)
+		dst = append(dst, '\n')
+	}
+	if e.Retry > 0 {
+		dst = append(dst, "retry: "...)
+		dst = strconv.AppendInt(dst, e.Retry.Milliseconds(), 10)
+		dst = append(dst, '\n')
+	}
+	switch d := e.Data.(type) {
+	case nil:
+	case string:
+		dst = appendLines(dst, "data: ", d)
+	case []byte:
+		dst = appendLines(dst, "data: ", bytesView(d))
+	case json.RawMessage:
+		dst = appendLines(dst, "data: ", bytesView(d))
+	default:
+		b, err := json.Marshal(d)
+		if err != nil {
+			return dst[:orig], fmt.Errorf("%w: %w", ErrInvalidData, err)
+		}
+		dst = appendLines(dst, "data: ", bytesView(b))
+	}
+	return append(dst, '\n'), nil
+}
+
+// WriteTo writes the encoding of e to w. It implements [io.WriterTo]. An
+// invalid event writes nothing.
+func (e Event) WriteTo(w io.Writer) (int64, error) {
+	b, err := e.AppendTo(nil)
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+// String returns the wire encoding of e, or a description of why it cannot
+// be encoded.
+func (e Event) String() string {
+	b, err := e.AppendTo(nil)
+	if err != nil {
+		return "<invalid event: " + err.Error() + ">"
+	}
+	return string(b)
+}
+
+// AppendComment appends text as comment lines (": text") to dst. Line
+// breaks in text start new comment lines, so a comment can never become a
+// field.
+func AppendComment(dst []byte, text string) []byte {
+	return appendLines(dst, ": ", text)
+}
+
+// appendLines appends s to dst as one "prefix line\n" per line of s, where
+// lines end at LF, CR or CRLF. An empty s is one empty line.
+func appendLines(dst []byte, prefix, s string) []byte {
+	for {
+		i := indexLineBreak(s)
+		if i < 0 {
+			dst = append(dst, prefix...)
+			dst = append(dst, s...)
+			return append(dst, '\n')
+		}
+		dst = append(dst, prefix...)
+		dst = append(dst, s[:i]...)
+		dst = append(dst, '\n')
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			i++
+		}
+		s = s[i+1:]
+	}
+}
+
+// indexLineBreak returns the index of the first CR or LF in s, or -1.
+func indexLineBreak(s string) int {
+	i := strings.IndexByte(s, '\n')
+	head := s
+	if i >= 0 {
+		head = s[:i]
+	}
+	if j := strings.IndexByte(head, '\r'); j >= 0 {
+		return j
+	}
+	return i
+}
+
+// bytesView returns the bytes of b as a string without copying. The string
+// is only read while b is not modified.
+func bytesView(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

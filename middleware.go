@@ -1,0 +1,166 @@
+package sse
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Keys under which [Middleware] stores its values in the gin context.
+const (
+	writerKey      = "github.com/gin-sse/sse/writer"
+	lastEventIDKey = "github.com/gin-sse/sse/last-event-id"
+)
+
+// ErrNotAcceptable reports a request whose Accept header does not allow
+// text/event-stream, refused by [Middleware] with [WithRequireAccept].
+var ErrNotAcceptable = errors.New("sse: request does not accept text/event-stream")
+
+// ErrStreamStarted is returned by [NoContent] once the stream's headers were
+// sent: the status can no longer change.
+var ErrStreamStarted = errors.New("sse: stream already started")
+
+// Middleware prepares a route for streaming. It
+//
+//   - answers 500 with a JSON error when the response cannot be flushed
+//     ([ErrNoFlusher]), and 406 when [WithRequireAccept] is given and the
+//     request's Accept header excludes text/event-stream;
+//   - sets Content-Type: text/event-stream; charset=utf-8, Cache-Control:
+//     no-cache, no-transform, X-Accel-Buffering: no, and on HTTP/1.x
+//     Connection: keep-alive;
+//   - reads the last event ID (see [LastEventID]);
+//   - sends the headers at once with a first comment (and a "retry:" field
+//     with [WithRetry]), so that a browser's EventSource fires "open" before
+//     the first event;
+//   - stores a [Writer], configured by opts, for [GetWriter], [Send],
+//     [SSEvent], [Comment] and [Stream].
+//
+// It accepts [WithWriteTimeout], [WithRetry], [WithRequireAccept],
+// [WithLastEventIDQuery], and [WithHeartbeat] and [WithDone] as defaults for
+// [Stream].
+func Middleware(opts ...Option) gin.HandlerFunc {
+	base := newConfig(opts)
+	return func(c *gin.Context) {
+		cfg := base
+		if !canFlush(c.Writer) {
+			abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
+			return
+		}
+		if cfg.requireAccept && !acceptsEventStream(c.Request.Header.Values("Accept")) {
+			abortJSON(c, http.StatusNotAcceptable, ErrNotAcceptable)
+			return
+		}
+		c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
+		w := newWriter(c.Writer, c.Request, cfg)
+		c.Set(writerKey, w)
+
+		first := AppendComment(nil, "ok")
+		if cfg.retry > 0 {
+			first = append(first, "retry: "...)
+			first = strconv.AppendInt(first, cfg.retry.Milliseconds(), 10)
+			first = append(first, '\n')
+		}
+		first = append(first, '\n')
+		if err := w.writeFrames(first, 0); err != nil {
+			_ = c.Error(err)
+			c.Abort()
+			return
+		}
+		c.Next()
+		w.finish()
+	}
+}
+
+// abortJSON refuses the request with status and a JSON error body.
+func abortJSON(c *gin.Context, status int, err error) {
+	_ = c.Error(err)
+	c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+}
+
+// acceptsEventStream reports whether the Accept header values allow
+// text/event-stream. No header at all allows anything.
+func acceptsEventStream(values []string) bool {
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if mt != "text/event-stream" && mt != "text/*" && mt != "*/*" {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// readLastEventID reads the Last-Event-ID header, or the query parameter
+// named query when the header is absent.
+func readLastEventID(r *http.Request, query string) string {
+	if r == nil {
+		return ""
+	}
+	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
+		return v[0]
+	}
+	if query != "" {
+		return r.URL.Query().Get(query)
+	}
+	return ""
+}
+
+// LastEventID returns the id the client last received, sent by a
+// reconnecting EventSource in the Last-Event-ID header, or, when the header
+// is absent, in the query parameter [DefaultLastEventIDQuery] (configurable
+// on [Middleware] with [WithLastEventIDQuery]). It is "" on a first
+// connection. The value is the client's: validate it before use.
+func LastEventID(c *gin.Context) string {
+	if v, ok := c.Get(lastEventIDKey); ok {
+		s, _ := v.(string)
+		return s
+	}
+	return readLastEventID(c.Request, DefaultLastEventIDQuery)
+}
+
+// GetWriter returns the [Writer] of the request: the one [Middleware]
+// prepared or, without the middleware, a new one with the default
+// configuration and opts, which sets the headers with its first write.
+func GetWriter(c *gin.Context, opts ...Option) *Writer {
+	if v, ok := c.Get(writerKey); ok {
+		if w, ok := v.(*Writer); ok {
+			return w
+		}
+	}
+	w := newWriter(c.Writer, c.Request, newConfig(opts))
+	c.Set(writerKey, w)
+	return w
+}
+
+// NoContent answers 204 No Content and aborts the chain. A browser's
+// EventSource that gets 204 on a (re)connect stops reconnecting for good, so
+// this is how a server tells a client the stream is over. Call it before
+// anything is written: in a handler placed before [Middleware], or before
+// the first event when the middleware is not used. Once the stream started
+// it returns [ErrStreamStarted]; end the stream instead and answer 204 to
+// the reconnect.
+func NoContent(c *gin.Context) error {
+	if c.Writer.Written() {
+		return ErrStreamStarted
+	}
+	c.AbortWithStatus(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
+	return nil
+}

@@ -1,0 +1,274 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors a [Writer] returns. Once a write failed, the Writer returns the
+// same error for every later call: the stream is over.
+var (
+	// ErrClientGone reports that the request's context ended, normally
+	// because the client disconnected. The context's cause is wrapped too.
+	ErrClientGone = errors.New("sse: client went away")
+	// ErrNoFlusher reports a response writer that cannot flush, so events
+	// would sit in a buffer instead of reaching the client.
+	ErrNoFlusher = errors.New("sse: response writer cannot flush")
+	// ErrWriteTimeout reports a write that did not finish within the write
+	// timeout ([WithWriteTimeout]): the client stopped reading.
+	ErrWriteTimeout = errors.New("sse: write timed out")
+	// ErrWriteFailed reports any other failed write or flush; the error
+	// from the connection is wrapped too.
+	ErrWriteFailed = errors.New("sse: write failed")
+)
+
+// ContentType is the Content-Type of an event stream.
+const ContentType = "text/event-stream; charset=utf-8"
+
+// Writer writes events to one client. Every Send and Comment is flushed at
+// once. A Writer is safe for concurrent use.
+//
+// Get the Writer of a gin request with [GetWriter]; use [NewWriter] in a
+// plain net/http handler.
+type Writer struct {
+	mu        sync.Mutex
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
+	ctx       context.Context
+	http1     bool
+	cfg       config
+	buf       []byte
+	started   bool
+	deadlines bool
+	err       error
+
+	events    atomic.Int64
+	bytes     atomic.Int64
+	lastWrite atomic.Int64 // unix nanoseconds
+}
+
+// NewWriter returns a Writer for a plain net/http handler. r may be nil (in
+// tests); then the stream never sees the client leave. It accepts
+// [WithWriteTimeout]. Headers are set and sent with the first write or
+// [Writer.Flush].
+func NewWriter(w http.ResponseWriter, r *http.Request, opts ...Option) *Writer {
+	return newWriter(w, r, newConfig(opts))
+}
+
+func newWriter(w http.ResponseWriter, r *http.Request, cfg config) *Writer {
+	sw := &Writer{
+		w:         w,
+		rc:        http.NewResponseController(w),
+		ctx:       context.Background(),
+		http1:     true,
+		cfg:       cfg,
+		deadlines: cfg.writeTimeout > 0,
+	}
+	if r != nil {
+		sw.ctx = r.Context()
+		sw.http1 = r.ProtoMajor < 2
+	}
+	if inner := innermost(w); inner != w {
+		sw.innerErr, _ = inner.(interface{ FlushError() error })
+	}
+	return sw
+}
+
+// innermost follows Unwrap methods down to the writer that owns the
+// connection.
+func innermost(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		next := u.Unwrap()
+		if next == nil {
+			return w
+		}
+		w = next
+	}
+}
+
+// canFlush reports whether the writer that owns the connection can flush.
+// Wrappers such as gin's claim to flush whatever lies beneath them, so only
+// the innermost writer tells the truth.
+func canFlush(w http.ResponseWriter) bool {
+	switch innermost(w).(type) {
+	case http.Flusher, interface{ FlushError() error }:
+		return true
+	}
+	return false
+}
+
+// setHeaders sets the event stream headers on h.
+func setHeaders(h http.Header, http1 bool) {
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	if http1 {
+		h.Set("Connection", "keep-alive")
+	}
+}
+
+// Send encodes ev and writes and flushes it. An invalid event returns its
+// encoding error and writes nothing; the stream stays usable.
+func (w *Writer) Send(ev Event) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	buf, err := ev.AppendTo(w.buf[:0])
+	if err != nil {
+		return err
+	}
+	if cap(buf) <= 64<<10 {
+		w.buf = buf
+	}
+	return w.writeLocked(buf, 1)
+}
+
+// Comment writes text as a comment, which clients ignore, and flushes it.
+// Line breaks in text start new comment lines.
+func (w *Writer) Comment(text string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	buf := AppendComment(w.buf[:0], text)
+	if cap(buf) <= 64<<10 {
+		w.buf = buf
+	}
+	return w.writeLocked(buf, 0)
+}
+
+// Flush sends the headers, if not sent yet, and anything buffered.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	return w.writeLocked(nil, 0)
+}
+
+// writeFrames writes already encoded events (events of them) in one write
+// and one flush.
+func (w *Writer) writeFrames(p []byte, events int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	return w.writeLocked(p, events)
+}
+
+// Events returns the number of events written so far.
+func (w *Writer) Events() int64 { return w.events.Load() }
+
+// Bytes returns the number of body bytes written so far.
+func (w *Writer) Bytes() int64 { return w.bytes.Load() }
+
+// Err returns the error that ended the stream, or nil while it is usable.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// idle returns how long ago the last write was.
+func (w *Writer) idle(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, w.lastWrite.Load()))
+}
+
+// start sets the headers before the first write. Nothing is written when
+// the writer cannot flush.
+func (w *Writer) startLocked() error {
+	if w.started {
+		return nil
+	}
+	if !canFlush(w.w) {
+		return ErrNoFlusher
+	}
+	w.started = true
+	if !written(w.w) {
+		setHeaders(w.w.Header(), w.http1)
+	}
+	return nil
+}
+
+// written reports whether the response headers were already sent.
+func written(w http.ResponseWriter) bool {
+	if gw, ok := w.(interface{ Written() bool }); ok {
+		return gw.Written()
+	}
+	return false
+}
+
+func (w *Writer) writeLocked(p []byte, events int) error {
+	if err := w.ctx.Err(); err != nil {
+		w.err = fmt.Errorf("%w: %w", ErrClientGone, context.Cause(w.ctx))
+		return w.err
+	}
+	if err := w.startLocked(); err != nil {
+		return err
+	}
+	if w.deadlines {
+		err := w.rc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
+		if errors.Is(err, http.ErrNotSupported) {
+			w.deadlines = false
+		}
+	}
+	if len(p) > 0 {
+		n, err := w.w.Write(p)
+		w.bytes.Add(int64(n))
+		if err != nil {
+			return w.fail(err)
+		}
+	}
+	if err := w.rc.Flush(); err != nil {
+		return w.fail(err)
+	}
+	if w.innerErr != nil {
+		if err := w.innerErr.FlushError(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.events.Add(int64(events))
+	w.lastWrite.Store(time.Now().UnixNano())
+	return nil
+}
+
+// fail records the error that ended the stream.
+func (w *Writer) fail(err error) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
+	case w.ctx.Err() != nil:
+		w.err = fmt.Errorf("%w: %w", ErrClientGone, err)
+	default:
+		w.err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
+	}
+	return w.err
+}
+
+// finish gives the server a fresh write deadline to end the response after
+// the handler returns, so that the deadline of the last event does not cut
+// the final chunk.
+func (w *Writer) finish() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.deadlines && w.started {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
+	}
+}
