@@ -44,7 +44,8 @@ type Decoder struct {
 	data      []byte
 	hasData   bool
 	event     string
-	lastID    string
+	idBuf     string // the last event ID buffer
+	lastID    string // the stream's last event ID, set at each blank line
 	retry     time.Duration
 	sawRetry  bool
 	retrySeen bool
@@ -57,8 +58,10 @@ func NewDecoder(r io.Reader, opts ...Option) *Decoder {
 	return &Decoder{r: r, buf: make([]byte, 4096), max: cfg.maxEventSize}
 }
 
-// LastEventID returns the last event ID the stream set so far, as a browser
-// would send it in Last-Event-ID when reconnecting.
+// LastEventID returns the stream's last event ID, as a browser would send
+// it in Last-Event-ID when reconnecting: an id takes effect at the blank
+// line that ends its event, so an event cut off by the end of the stream
+// does not move it.
 func (d *Decoder) LastEventID() string { return d.lastID }
 
 // Retry returns the reconnection time the stream last set with a valid
@@ -93,7 +96,6 @@ func (d *Decoder) Decode() (Event, error) {
 			}
 			continue
 		}
-		d.pending = true
 		d.field(line)
 	}
 }
@@ -103,6 +105,7 @@ func (d *Decoder) field(line []byte) {
 	if line[0] == ':' {
 		return
 	}
+	d.pending = true
 	name, value := line, []byte(nil)
 	if i := bytes.IndexByte(line, ':'); i >= 0 {
 		name, value = line[:i], line[i+1:]
@@ -119,7 +122,7 @@ func (d *Decoder) field(line []byte) {
 		d.hasData = true
 	case "id":
 		if bytes.IndexByte(value, 0) < 0 {
-			d.lastID = string(value)
+			d.idBuf = string(value)
 		}
 	case "retry":
 		if ms, ok := parseRetry(value); ok {
@@ -149,6 +152,7 @@ func parseRetry(v []byte) (time.Duration, bool) {
 
 // dispatch ends the current event, as a blank line does.
 func (d *Decoder) dispatch() (Event, bool) {
+	d.lastID = d.idBuf
 	var ev Event
 	ok := d.hasData
 	if ok {

@@ -159,3 +159,19 @@ func TestDecoderReadError(t *testing.T) {
 	_, err = dec.Decode()
 	require.ErrorIs(t, err, boom, "errors are final")
 }
+
+func TestDecoderCutEventDoesNotMoveLastEventID(t *testing.T) {
+	dec := sse.NewDecoder(strings.NewReader("id: 1\ndata: a\n\nid: 2\ndata: b\n"))
+	_, err := dec.Decode()
+	require.NoError(t, err)
+	_, err = dec.Decode()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Equal(t, "1", dec.LastEventID(), "event 2 never arrived: resume after 1")
+}
+
+func TestDecoderCommentAtEndIsCleanEOF(t *testing.T) {
+	events, err := decodeAll(strings.NewReader("id: 1\ndata: a\n\n: heartbeat\n"))
+	require.ErrorIs(t, err, io.EOF)
+	assert.NotErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Len(t, events, 1)
+}

@@ -27,8 +27,11 @@ func (w *noFlushWriter) Header() http.Header {
 	}
 	return w.header
 }
-func (w *noFlushWriter) Write(p []byte) (int, error) { w.body = append(w.body, p...); return len(p), nil }
-func (w *noFlushWriter) WriteHeader(code int)        { w.status = code }
+func (w *noFlushWriter) Write(p []byte) (int, error) {
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+func (w *noFlushWriter) WriteHeader(code int) { w.status = code }
 
 // failingWriter fails every write.
 type failingWriter struct{ httptest.ResponseRecorder }
