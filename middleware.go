@@ -45,34 +45,44 @@ var ErrStreamStarted = errors.New("sse: stream already started")
 func Middleware(opts ...Option) gin.HandlerFunc {
 	base := newConfig(opts)
 	return func(c *gin.Context) {
-		cfg := base
-		if !canFlush(c.Writer) {
-			abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
-			return
-		}
-		if cfg.requireAccept && !acceptsEventStream(c.Request.Header.Values("Accept")) {
-			abortJSON(c, http.StatusNotAcceptable, ErrNotAcceptable)
-			return
-		}
-		c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
-		w := newWriter(c.Writer, c.Request, cfg)
-		c.Set(writerKey, w)
-
-		first := AppendComment(nil, "ok")
-		if cfg.retry > 0 {
-			first = append(first, "retry: "...)
-			first = strconv.AppendInt(first, cfg.retry.Milliseconds(), 10)
-			first = append(first, '\n')
-		}
-		first = append(first, '\n')
-		if err := w.writeFrames(first, 0); err != nil {
-			_ = c.Error(err)
-			c.Abort()
+		w, ok := openStream(c, base)
+		if !ok {
 			return
 		}
 		c.Next()
 		w.finish()
 	}
+}
+
+// openStream does the middleware's work for one request: it checks the
+// request, stores a Writer and sends the headers with a first comment. On
+// failure it answers the request, aborts the chain and returns false.
+func openStream(c *gin.Context, cfg config) (*Writer, bool) {
+	if !canFlush(c.Writer) {
+		abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
+		return nil, false
+	}
+	if cfg.requireAccept && !acceptsEventStream(c.Request.Header.Values("Accept")) {
+		abortJSON(c, http.StatusNotAcceptable, ErrNotAcceptable)
+		return nil, false
+	}
+	c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
+	w := newWriter(c.Writer, c.Request, cfg)
+	c.Set(writerKey, w)
+
+	first := AppendComment(nil, "ok")
+	if cfg.retry > 0 {
+		first = append(first, "retry: "...)
+		first = strconv.AppendInt(first, cfg.retry.Milliseconds(), 10)
+		first = append(first, '\n')
+	}
+	first = append(first, '\n')
+	if err := w.writeFrames(first, 0); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return nil, false
+	}
+	return w, true
 }
 
 // abortJSON refuses the request with status and a JSON error body.

@@ -1,6 +1,10 @@
 package sse
 
-import "time"
+import (
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
 
 // Defaults used when no option overrides them.
 const (
@@ -32,6 +36,22 @@ type config struct {
 	done             <-chan struct{}
 	eventName        string
 	maxEventSize     int
+
+	// broker
+	backend        Backend
+	historyCount   int
+	historyAge     time.Duration
+	historyBytes   int
+	queueSize      int
+	overflow       OverflowPolicy
+	maxSubscribers int
+	maxPerIP       int
+	retryAfter     time.Duration
+	knownTopics    map[string]struct{}
+	authorize      func(*gin.Context, []string) error
+	onSubscribe    func(SubscriberInfo)
+	onUnsubscribe  func(SubscriberInfo)
+	shutdownEvent  *Event
 }
 
 func newConfig(opts []Option) config {
@@ -40,6 +60,11 @@ func newConfig(opts []Option) config {
 		heartbeat:        DefaultHeartbeat,
 		lastEventIDQuery: DefaultLastEventIDQuery,
 		maxEventSize:     DefaultMaxEventSize,
+		historyCount:     DefaultHistoryCount,
+		historyAge:       DefaultHistoryAge,
+		historyBytes:     DefaultHistoryBytes,
+		queueSize:        DefaultQueueSize,
+		retryAfter:       5 * time.Second,
 	}
 	c.apply(opts)
 	return c
@@ -113,4 +138,88 @@ func WithEventName(name string) Option {
 // [DefaultMaxEventSize]. Applies to [NewDecoder].
 func WithMaxEventSize(n int) Option {
 	return func(c *config) { c.maxEventSize = n }
+}
+
+// WithBackend makes [NewBroker] store and carry events through backend
+// instead of a new in-memory history. [Broker.Shutdown] closes it.
+func WithBackend(backend Backend) Option {
+	return func(c *config) { c.backend = backend }
+}
+
+// WithHistory bounds the in-memory history of [NewBroker]: at most count
+// events, none older than age, at most bytes of encoded events (zero: no
+// limit of that kind). Defaults [DefaultHistoryCount], [DefaultHistoryAge],
+// [DefaultHistoryBytes]. A client whose Last-Event-ID fell out of the
+// history gets the [LostEventName] signal.
+func WithHistory(count int, age time.Duration, bytes int) Option {
+	return func(c *config) { c.historyCount, c.historyAge, c.historyBytes = count, age, bytes }
+}
+
+// WithQueueSize sets how many events a subscriber of [NewBroker] may have
+// queued before [WithOverflow]'s policy applies. Default [DefaultQueueSize].
+func WithQueueSize(n int) Option {
+	return func(c *config) { c.queueSize = max(n, 1) }
+}
+
+// WithOverflow sets what [NewBroker] does with a subscriber whose queue is
+// full. Default [OverflowDisconnect].
+func WithOverflow(p OverflowPolicy) Option {
+	return func(c *config) { c.overflow = p }
+}
+
+// WithMaxSubscribers caps the subscribers of [NewBroker]; beyond it the
+// handler answers 503 with Retry-After. Zero means no cap.
+func WithMaxSubscribers(n int) Option {
+	return func(c *config) { c.maxSubscribers = max(n, 0) }
+}
+
+// WithMaxPerIP caps the streams of [NewBroker] from one client IP (as
+// gin's Context.ClientIP gives it); beyond it the handler answers 429 with
+// Retry-After. Zero means no cap.
+func WithMaxPerIP(n int) Option {
+	return func(c *config) { c.maxPerIP = max(n, 0) }
+}
+
+// WithRetryAfter sets the Retry-After the handler of [NewBroker] sends with
+// 503 and 429. Default 5 s.
+func WithRetryAfter(d time.Duration) Option {
+	return func(c *config) { c.retryAfter = d }
+}
+
+// WithTopics restricts [NewBroker] to these topics: subscribing to another
+// answers 404 and publishing to another fails, both with [ErrUnknownTopic].
+func WithTopics(topics ...string) Option {
+	return func(c *config) {
+		c.knownTopics = make(map[string]struct{}, len(topics))
+		for _, t := range topics {
+			c.knownTopics[t] = struct{}{}
+		}
+	}
+}
+
+// WithAuthorize gives [NewBroker]'s handler a hook that sees the request
+// and its topics before the stream starts. Returning an error refuses the
+// request: with 403, or with the status of a [*StatusError] (say 401 for a
+// missing login). The hook may refuse for one topic or for all.
+func WithAuthorize(fn func(c *gin.Context, topics []string) error) Option {
+	return func(c *config) { c.authorize = fn }
+}
+
+// WithOnSubscribe sets a hook [NewBroker] calls after each subscriber is
+// added (outside the broker's locks, so it may publish).
+func WithOnSubscribe(fn func(SubscriberInfo)) Option {
+	return func(c *config) { c.onSubscribe = fn }
+}
+
+// WithOnUnsubscribe sets a hook [NewBroker] calls after each subscriber is
+// removed (outside the broker's locks, so it may publish).
+func WithOnUnsubscribe(fn func(SubscriberInfo)) Option {
+	return func(c *config) { c.onUnsubscribe = fn }
+}
+
+// WithShutdownEvent makes [Broker.Shutdown] send ev to every stream before
+// ending it, for instance Event{Retry: 10 * time.Second, Comment: "restart"}
+// to space out reconnects, or a named event the page shows.
+func WithShutdownEvent(ev Event) Option {
+	return func(c *config) { c.shutdownEvent = &ev }
 }

@@ -1,0 +1,640 @@
+package sse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors of the [Broker]. Test for them with [errors.Is].
+var (
+	// ErrBrokerClosed reports a broker that was shut down.
+	ErrBrokerClosed = errors.New("sse: broker closed")
+	// ErrTooManySubscribers reports that the broker holds its maximum
+	// number of subscribers ([WithMaxSubscribers]); its handler answers 503
+	// with Retry-After.
+	ErrTooManySubscribers = errors.New("sse: too many subscribers")
+	// ErrTooManyFromIP reports that the client's IP holds its maximum
+	// number of streams ([WithMaxPerIP]); the handler answers 429 with
+	// Retry-After.
+	ErrTooManyFromIP = errors.New("sse: too many streams from this client")
+	// ErrSlowSubscriber reports a subscriber whose queue overflowed under
+	// [OverflowDisconnect]: it was disconnected and recovers by
+	// reconnecting with its Last-Event-ID.
+	ErrSlowSubscriber = errors.New("sse: subscriber too slow, disconnected")
+	// ErrNoTopics reports a subscription or publish without topics.
+	ErrNoTopics = errors.New("sse: no topics")
+	// ErrInvalidTopic reports an empty topic, one longer than 256 bytes,
+	// or one with control characters.
+	ErrInvalidTopic = errors.New("sse: invalid topic")
+	// ErrUnknownTopic reports a topic outside those given to [WithTopics].
+	ErrUnknownTopic = errors.New("sse: unknown topic")
+	// ErrForbidden is the default refusal of the authorize hook
+	// ([WithAuthorize]): the handler answers 403.
+	ErrForbidden = errors.New("sse: forbidden")
+)
+
+// Names of the signal a client gets when the events it missed cannot be
+// replayed (its Last-Event-ID is unknown, older than the history kept, or
+// malformed).
+const (
+	// LostEventName is the name of the event sent first on such a stream.
+	// Its data is JSON: {"reason": "expired"|"unknown"|"malformed",
+	// "lastEventId": "<the id the client sent>"}; its id is the broker's
+	// current position, so the next reconnect resumes from there. Listen
+	// for it with addEventListener("events-lost", ...) and reload the
+	// state the stream would have updated.
+	LostEventName = "events-lost"
+	// HeaderEventsLost is the response header set on such a stream, with
+	// the same reason as the event.
+	HeaderEventsLost = "Sse-Events-Lost"
+)
+
+// OverflowPolicy says what happens to a subscriber whose queue is full.
+type OverflowPolicy int
+
+const (
+	// OverflowDisconnect ends the subscriber's stream. Its client
+	// reconnects with its Last-Event-ID and gets the missed events from
+	// the history: nothing is lost as long as the history covers them.
+	OverflowDisconnect OverflowPolicy = iota
+	// OverflowDropOldest drops the oldest queued event to make room. The
+	// client is not told: use it only for streams where the latest value
+	// is all that matters.
+	OverflowDropOldest
+)
+
+// DefaultQueueSize is the default number of events a subscriber may have
+// queued before the overflow policy applies.
+const DefaultQueueSize = 1024
+
+// StatusError is an error with the HTTP status the broker's handler
+// answers with. Return one from an authorize hook or a [TopicsFunc] to
+// choose the status; other errors get 403 and 400 respectively.
+type StatusError struct {
+	Status int
+	Err    error
+}
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// SubscriberInfo describes a subscriber to the subscribe hooks.
+type SubscriberInfo struct {
+	Topics      []string
+	ClientIP    string // empty for subscriptions made with Subscribe
+	LastEventID string
+}
+
+// Stats is a snapshot of a broker's counters.
+type Stats struct {
+	// Subscribers is the number of current subscribers.
+	Subscribers int
+	// Topics is the number of current subscribers per topic.
+	Topics map[string]int
+	// Published is the number of events published through this broker.
+	Published uint64
+	// Delivered is the number of events written to subscribers,
+	// replayed ones included.
+	Delivered uint64
+	// SlowDisconnects is the number of subscribers disconnected because
+	// their queue overflowed.
+	SlowDisconnects uint64
+	// Dropped is the number of events dropped under OverflowDropOldest.
+	Dropped uint64
+}
+
+// Broker fans published events out to the subscribers of their topics. It
+// gives every event an id, keeps a history in its [Backend] so that a
+// client reconnecting with Last-Event-ID gets exactly the events it missed,
+// and encodes each event once for all subscribers. Each subscriber has a
+// bounded queue: Publish never blocks on a subscriber, and a subscriber
+// that cannot keep up is disconnected (and recovers through replay) without
+// slowing the others. A Broker is safe for concurrent use.
+type Broker struct {
+	cfg     config
+	backend Backend
+
+	mu       sync.Mutex
+	topics   map[string]map[*subscriber]struct{}
+	perIP    map[string]int
+	subs     int
+	position string // id of the last message dispatched
+	stamp    uint64
+	closed   bool
+	drained  chan struct{} // closed when closed and subs == 0
+
+	published, delivered, slow, dropped atomic.Uint64
+}
+
+// NewBroker returns a broker. It accepts [WithBackend] (default: an
+// in-memory history sized by [WithHistory]), [WithQueueSize],
+// [WithOverflow], [WithMaxSubscribers], [WithMaxPerIP], [WithRetryAfter],
+// [WithTopics], [WithAuthorize], [WithOnSubscribe], [WithOnUnsubscribe] and
+// [WithShutdownEvent], and the stream options ([WithHeartbeat],
+// [WithWriteTimeout], [WithRetry], [WithRequireAccept],
+// [WithLastEventIDQuery]) for the streams of [Broker.Handler].
+func NewBroker(opts ...Option) (*Broker, error) {
+	cfg := newConfig(opts)
+	b := &Broker{
+		cfg:     cfg,
+		backend: cfg.backend,
+		topics:  make(map[string]map[*subscriber]struct{}),
+		perIP:   make(map[string]int),
+		drained: make(chan struct{}),
+	}
+	if b.backend == nil {
+		b.backend = NewMemoryBackend(cfg.historyCount, cfg.historyAge, cfg.historyBytes)
+	}
+	pos, err := b.backend.Start(b.dispatch)
+	if err != nil {
+		return nil, fmt.Errorf("sse: starting backend: %w", err)
+	}
+	b.mu.Lock()
+	if b.position == "" {
+		b.position = pos
+	}
+	b.mu.Unlock()
+	return b, nil
+}
+
+// Publish publishes ev to topic and returns its id. See [Broker.PublishTopics].
+func (b *Broker) Publish(topic string, ev Event) (string, error) {
+	return b.PublishTopics(context.Background(), []string{topic}, ev)
+}
+
+// PublishTopics publishes ev once to several topics: a subscriber of more
+// than one of them gets it once. The event is encoded here, once, and
+// stored in the history; it gets the next id unless it has its own ID
+// (which must then be unique in the history). An invalid event, topic or
+// id returns an error and publishes nothing. Publish never waits for
+// subscribers.
+func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
+	topics, err := b.checkTopics(topics)
+	if err != nil {
+		return "", err
+	}
+	if ev.ResetID {
+		return "", fmt.Errorf("%w: the broker gives every event an id", ErrResetWithID)
+	}
+	id := ev.ID
+	ev.ID = ""
+	body, err := ev.AppendTo(nil)
+	if err != nil {
+		return "", err
+	}
+	if containsAny(id, true) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return "", ErrBrokerClosed
+	}
+	msg, err := b.backend.Publish(ctx, topics, id, body)
+	if err != nil {
+		return "", err
+	}
+	b.published.Add(1)
+	return msg.ID, nil
+}
+
+// checkTopics validates topics and returns them without duplicates.
+func (b *Broker) checkTopics(topics []string) ([]string, error) {
+	if len(topics) == 0 {
+		return nil, ErrNoTopics
+	}
+	out := make([]string, 0, len(topics))
+	for _, t := range topics {
+		if t == "" || len(t) > 256 || hasControl(t) {
+			return nil, fmt.Errorf("%w: %q", ErrInvalidTopic, t)
+		}
+		if b.cfg.knownTopics != nil {
+			if _, ok := b.cfg.knownTopics[t]; !ok {
+				return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, t)
+			}
+		}
+		dup := false
+		for _, o := range out {
+			dup = dup || o == t
+		}
+		if !dup {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// frame is one message as written to clients: "id: <id>\n" and the body.
+// One frame is shared by every subscriber.
+type frame struct {
+	id   string
+	wire []byte
+}
+
+func newFrame(msg Message) *frame {
+	wire := make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
+	wire = append(wire, "id: "...)
+	wire = append(wire, msg.ID...)
+	wire = append(wire, '\n')
+	return &frame{id: msg.ID, wire: append(wire, msg.Body...)}
+}
+
+// dispatch hands a message from the backend to the local subscribers of its
+// topics. The backend calls it once per message, in order.
+func (b *Broker) dispatch(msg Message) {
+	f := newFrame(msg)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.position = msg.ID
+	b.stamp++
+	for _, t := range msg.Topics {
+		for s := range b.topics[t] {
+			if s.stamp != b.stamp {
+				s.stamp = b.stamp
+				s.push(f)
+			}
+		}
+	}
+}
+
+// subscriber is one stream's place in the broker.
+type subscriber struct {
+	b      *Broker
+	info   SubscriberInfo
+	stamp  uint64 // guarded by b.mu
+	signal chan struct{}
+	kicked chan struct{}
+
+	mu     sync.Mutex
+	queue  []*frame
+	spare  []*frame
+	reason error // why kicked
+	lost   error // why the missed events could not be replayed
+}
+
+// push queues f without blocking.
+func (s *subscriber) push(f *frame) {
+	s.mu.Lock()
+	if s.reason != nil {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.b.cfg.queueSize {
+		if s.b.cfg.overflow == OverflowDisconnect {
+			s.kickLocked(ErrSlowSubscriber)
+			s.mu.Unlock()
+			s.b.slow.Add(1)
+			return
+		}
+		copy(s.queue, s.queue[1:])
+		s.queue = s.queue[:len(s.queue)-1]
+		s.b.dropped.Add(1)
+	}
+	s.queue = append(s.queue, f)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued frames. The slice is valid until the next take.
+func (s *subscriber) take() []*frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	clear(s.spare)
+	s.queue, s.spare = s.spare[:0], q
+	return q
+}
+
+func (s *subscriber) kickLocked(reason error) {
+	if s.reason == nil {
+		s.reason = reason
+		close(s.kicked)
+	}
+}
+
+func (s *subscriber) kick(reason error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kickLocked(reason)
+}
+
+// subscribe registers a subscriber and queues the events it missed since
+// lastID. Live events published meanwhile queue behind them: registration
+// and the replay's upper bound are taken under the lock that dispatch
+// holds, so there is no gap and no duplicate.
+func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string) (*subscriber, error) {
+	topics, err := b.checkTopics(topics)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{
+		b:      b,
+		info:   SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID},
+		signal: make(chan struct{}, 1),
+		kicked: make(chan struct{}),
+	}
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return nil, ErrBrokerClosed
+	case b.cfg.maxSubscribers > 0 && b.subs >= b.cfg.maxSubscribers:
+		b.mu.Unlock()
+		return nil, ErrTooManySubscribers
+	case ip != "" && b.cfg.maxPerIP > 0 && b.perIP[ip] >= b.cfg.maxPerIP:
+		b.mu.Unlock()
+		return nil, ErrTooManyFromIP
+	}
+	b.subs++
+	if ip != "" {
+		b.perIP[ip]++
+	}
+	for _, t := range topics {
+		set := b.topics[t]
+		if set == nil {
+			set = make(map[*subscriber]struct{})
+			b.topics[t] = set
+		}
+		set[s] = struct{}{}
+	}
+	until := b.position
+	b.mu.Unlock()
+
+	if lastID != "" {
+		if err := b.replay(ctx, s, lastID, until); err != nil {
+			b.remove(s, false)
+			return nil, err
+		}
+	}
+	if hook := b.cfg.onSubscribe; hook != nil {
+		hook(s.info)
+	}
+	return s, nil
+}
+
+// replay puts the events missed since lastID in front of s's queue, or the
+// events-lost signal when they cannot be replayed.
+func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) error {
+	var msgs []Message
+	var err error
+	if len(lastID) > 256 || containsAny(lastID, true) {
+		err = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
+	} else {
+		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
+	}
+	var head []*frame
+	switch {
+	case errors.Is(err, ErrEventsLost):
+		s.lost = err
+		head = []*frame{lostFrame(err, lastID, until)}
+	case err != nil:
+		return fmt.Errorf("sse: replay: %w", err)
+	default:
+		head = make([]*frame, len(msgs))
+		for i, m := range msgs {
+			head[i] = newFrame(m)
+		}
+	}
+	s.mu.Lock()
+	s.queue = append(head, s.queue...)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// lostReason names the reason of an ErrEventsLost error.
+func lostReason(err error) string {
+	switch {
+	case errors.Is(err, ErrMalformedEventID):
+		return "malformed"
+	case errors.Is(err, ErrHistoryExpired):
+		return "expired"
+	default:
+		return "unknown"
+	}
+}
+
+// lostFrame is the events-lost signal. Its id is the broker's position, so
+// the client's next reconnect resumes from here.
+func lostFrame(err error, lastID, position string) *frame {
+	data, _ := json.Marshal(struct {
+		Reason      string `json:"reason"`
+		LastEventID string `json:"lastEventId"`
+	}{lostReason(err), lastID})
+	ev := Event{ID: position, Event: LostEventName, Data: data}
+	wire, encErr := ev.AppendTo(nil)
+	if encErr != nil { // a position a backend gave cannot hold CR or LF
+		ev.ID = ""
+		wire, _ = ev.AppendTo(nil)
+	}
+	return &frame{id: position, wire: wire}
+}
+
+// remove takes s out of the broker, calling the unsubscribe hook when
+// notify is set.
+func (b *Broker) remove(s *subscriber, notify bool) {
+	s.kick(ErrSubscriptionClosed)
+	b.mu.Lock()
+	for _, t := range s.info.Topics {
+		if set := b.topics[t]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(b.topics, t)
+			}
+		}
+	}
+	b.subs--
+	if ip := s.info.ClientIP; ip != "" {
+		if b.perIP[ip]--; b.perIP[ip] <= 0 {
+			delete(b.perIP, ip)
+		}
+	}
+	if b.closed && b.subs == 0 {
+		closeOnce(b.drained)
+	}
+	b.mu.Unlock()
+	if hook := b.cfg.onUnsubscribe; notify && hook != nil {
+		hook(s.info)
+	}
+}
+
+// ErrSubscriptionClosed is returned by [Subscription.Next] after Close.
+var ErrSubscriptionClosed = errors.New("sse: subscription closed")
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// Shutdown stops accepting subscribers and publishes, sends the event of
+// [WithShutdownEvent] (if any) to every stream after what is already queued
+// for it, ends every stream, and waits until all of them ended or ctx is
+// done. It then closes the backend. Wire it to the HTTP server so that
+// srv.Shutdown does not wait for open streams:
+//
+//	srv.RegisterOnShutdown(func() { _ = broker.Shutdown(context.Background()) })
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		if b.subs == 0 {
+			closeOnce(b.drained)
+		}
+		for _, set := range b.topics {
+			for s := range set {
+				s.kick(ErrBrokerClosed)
+			}
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.drained:
+		return b.backend.Close()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats returns a snapshot of the broker's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := Stats{
+		Subscribers:     b.subs,
+		Topics:          make(map[string]int, len(b.topics)),
+		Published:       b.published.Load(),
+		Delivered:       b.delivered.Load(),
+		SlowDisconnects: b.slow.Load(),
+		Dropped:         b.dropped.Load(),
+	}
+	for t, set := range b.topics {
+		st.Topics[t] = len(set)
+	}
+	return st
+}
+
+// Subscribers returns the number of current subscribers of topic, or of all
+// topics when topic is "".
+func (b *Broker) Subscribers(topic string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if topic == "" {
+		return b.subs
+	}
+	return len(b.topics[topic])
+}
+
+// serve writes s's events to w until the client leaves, the subscriber is
+// kicked (slow, or shutdown) or a write fails. Whatever is queued goes out
+// in one write and one flush.
+func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat time.Duration) error {
+	var tick <-chan time.Time
+	if heartbeat > 0 {
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		tick = t.C
+	}
+	var buf []byte
+	flush := func() error {
+		frames := s.take()
+		if len(frames) == 0 {
+			return nil
+		}
+		var p []byte
+		if len(frames) == 1 {
+			p = frames[0].wire
+		} else {
+			buf = buf[:0]
+			for _, f := range frames {
+				buf = append(buf, f.wire...)
+			}
+			p = buf
+		}
+		if err := w.writeFrames(p, len(frames)); err != nil {
+			return err
+		}
+		b.delivered.Add(uint64(len(frames)))
+		return nil
+	}
+	for {
+		select {
+		case <-s.signal:
+			if err := flush(); err != nil {
+				return err
+			}
+		case <-s.kicked:
+			s.mu.Lock()
+			reason := s.reason
+			s.mu.Unlock()
+			if errors.Is(reason, ErrBrokerClosed) {
+				// What was queued before shutdown still goes out.
+				if err := flush(); err != nil {
+					return err
+				}
+				if ev := b.cfg.shutdownEvent; ev != nil {
+					if err := w.Send(*ev); err != nil {
+						return err
+					}
+				}
+			}
+			return reason
+		case <-ctx.Done():
+			return clientGone(ctx)
+		case now := <-tick:
+			if w.idle(now) >= heartbeat-heartbeat/10 {
+				if err := w.Comment("heartbeat"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// retryAfter is the Retry-After value, in whole seconds (at least 1).
+func (b *Broker) retryAfter() string {
+	return strconv.FormatInt(max(int64(b.cfg.retryAfter/time.Second), 1), 10)
+}
+
+// statusOf maps a subscribe error to its HTTP status.
+func (b *Broker) statusOf(err error, fallback int) int {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		return se.Status
+	case errors.Is(err, ErrTooManySubscribers), errors.Is(err, ErrBrokerClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrTooManyFromIP):
+		return http.StatusTooManyRequests
+	case errors.Is(err, ErrUnknownTopic):
+		return http.StatusNotFound
+	case errors.Is(err, ErrInvalidTopic), errors.Is(err, ErrNoTopics):
+		return http.StatusBadRequest
+	}
+	return fallback
+}

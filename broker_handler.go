@@ -1,0 +1,212 @@
+package sse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+)
+
+// TopicsFunc tells [Broker.Handler] which topics a request subscribes to.
+// An error refuses the request with 400, or with the status of a
+// [*StatusError].
+type TopicsFunc func(c *gin.Context) ([]string, error)
+
+// TopicsFromQuery subscribes to every value of the query parameter name,
+// as in /events?topic=a&topic=b.
+func TopicsFromQuery(name string) TopicsFunc {
+	return func(c *gin.Context) ([]string, error) {
+		topics := c.QueryArray(name)
+		if len(topics) == 0 {
+			return nil, fmt.Errorf("%w: query parameter %q is missing", ErrNoTopics, name)
+		}
+		return topics, nil
+	}
+}
+
+// TopicsFromParam subscribes to the topic in the path parameter name, as in
+// r.GET("/events/:topic", ...).
+func TopicsFromParam(name string) TopicsFunc {
+	return func(c *gin.Context) ([]string, error) {
+		t := c.Param(name)
+		if t == "" {
+			return nil, fmt.Errorf("%w: path parameter %q is empty", ErrNoTopics, name)
+		}
+		return []string{t}, nil
+	}
+}
+
+// Topics subscribes every request to the same topics.
+func Topics(topics ...string) TopicsFunc {
+	return func(*gin.Context) ([]string, error) { return topics, nil }
+}
+
+// Handler returns a gin handler that streams the broker's events on the
+// topics from topics. It does the work of [Middleware] itself (after its
+// checks, so that it can still refuse a request), so do not put the
+// middleware in front of it. Refusals are JSON {"error": "..."} with:
+//
+//   - 400 for missing or invalid topics, 404 for topics outside [WithTopics];
+//   - 403 (or a [*StatusError]'s status) when [WithAuthorize]'s hook refuses;
+//   - 503 with Retry-After beyond [WithMaxSubscribers] or after Shutdown;
+//   - 429 with Retry-After beyond [WithMaxPerIP];
+//   - 406 and 500 as [Middleware] does.
+//
+// A client that reconnects with Last-Event-ID first gets the events it
+// missed on its topics, then the live ones. When they cannot be replayed
+// it gets the [HeaderEventsLost] header and the [LostEventName] event
+// first. opts override the broker's stream options for this route.
+func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		cfg := b.cfg
+		cfg.apply(opts)
+		ts, err := topics(c)
+		if err == nil {
+			ts, err = b.checkTopics(ts)
+		}
+		if err != nil {
+			abortJSON(c, b.statusOf(err, http.StatusBadRequest), err)
+			return
+		}
+		if cfg.authorize != nil {
+			if err := cfg.authorize(c, ts); err != nil {
+				if !errors.Is(err, ErrForbidden) {
+					err = fmt.Errorf("%w: %w", ErrForbidden, err)
+				}
+				abortJSON(c, b.statusOf(err, http.StatusForbidden), err)
+				return
+			}
+		}
+		if !canFlush(c.Writer) {
+			abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
+			return
+		}
+		ctx := c.Request.Context()
+		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
+		s, err := b.subscribe(ctx, ts, lastID, c.ClientIP())
+		if err != nil {
+			status := b.statusOf(err, http.StatusInternalServerError)
+			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+				c.Header("Retry-After", b.retryAfter())
+			}
+			abortJSON(c, status, err)
+			return
+		}
+		defer b.remove(s, true)
+		if s.lost != nil {
+			c.Header(HeaderEventsLost, lostReason(s.lost))
+		}
+		w, ok := existingWriter(c)
+		if !ok {
+			if w, ok = openStream(c, cfg); !ok {
+				return
+			}
+		}
+		defer w.finish()
+		if err := b.serve(ctx, w, s, cfg.heartbeat); err != nil && !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) {
+			_ = c.Error(err)
+		}
+	}
+}
+
+// existingWriter returns the Writer a Middleware in front already opened.
+func existingWriter(c *gin.Context) (*Writer, bool) {
+	if v, ok := c.Get(writerKey); ok {
+		w, ok := v.(*Writer)
+		return w, ok
+	}
+	return nil, false
+}
+
+// Subscription receives a broker's events in Go code. Its events are what a
+// browser would get: decoded from the same bytes, so Data is a string.
+type Subscription struct {
+	b    *Broker
+	s    *subscriber
+	ctx  context.Context
+	todo []Event
+	stop func() bool
+	once sync.Once
+}
+
+// Subscribe subscribes Go code to topics. With a lastEventID it first gets
+// the events published after that id, as a reconnecting client would. The
+// subscription ends when ctx is done or Close is called; read it with Next.
+// Like a stream, it has a bounded queue ([WithQueueSize]): read it promptly.
+func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscription, error) {
+	s, err := b.subscribe(ctx, topics, lastEventID, "")
+	if err != nil {
+		return nil, err
+	}
+	sub := &Subscription{b: b, s: s, ctx: ctx}
+	sub.stop = context.AfterFunc(ctx, sub.Close)
+	return sub, nil
+}
+
+// Lost returns why the events missed before the subscription could not be
+// replayed (an error wrapping [ErrEventsLost]), or nil.
+func (s *Subscription) Lost() error { return s.s.lost }
+
+// Next returns the next event, waiting for one. It returns an error when
+// the subscription's context is done, it was closed, it was too slow
+// ([ErrSlowSubscriber]) or the broker shut down ([ErrBrokerClosed]); events
+// queued before a shutdown are returned first.
+func (s *Subscription) Next() (Event, error) {
+	for len(s.todo) == 0 {
+		frames := s.s.take()
+		if len(frames) > 0 {
+			if err := s.decode(frames); err != nil {
+				return Event{}, err
+			}
+			break
+		}
+		select {
+		case <-s.s.signal:
+		case <-s.s.kicked:
+			s.s.mu.Lock()
+			reason := s.s.reason
+			s.s.mu.Unlock()
+			if frames := s.s.take(); len(frames) > 0 && errors.Is(reason, ErrBrokerClosed) {
+				if err := s.decode(frames); err != nil {
+					return Event{}, err
+				}
+				continue
+			}
+			return Event{}, reason
+		case <-s.ctx.Done():
+			return Event{}, s.ctx.Err()
+		}
+	}
+	ev := s.todo[0]
+	s.todo = s.todo[1:]
+	return ev, nil
+}
+
+func (s *Subscription) decode(frames []*frame) error {
+	var buf bytes.Buffer
+	for _, f := range frames {
+		buf.Write(f.wire)
+	}
+	s.b.delivered.Add(uint64(len(frames)))
+	dec := NewDecoder(&buf, WithMaxEventSize(0))
+	for {
+		ev, err := dec.Decode()
+		if err != nil {
+			return nil
+		}
+		s.todo = append(s.todo, ev)
+	}
+}
+
+// Close ends the subscription; later calls of Next return
+// [ErrSubscriptionClosed] once the queued events are read.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		s.stop()
+		s.b.remove(s.s, true)
+	})
+}

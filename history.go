@@ -1,0 +1,285 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors a [Backend] returns from Replay when it cannot give a client the
+// events it missed. All of them wrap [ErrEventsLost]; the broker then tells
+// the client, with the [LostEventName] event and the [HeaderEventsLost]
+// header, instead of skipping events silently.
+var (
+	// ErrEventsLost is wrapped by every error that means a client missed
+	// events that cannot be replayed.
+	ErrEventsLost = errors.New("sse: events were lost")
+	// ErrHistoryExpired reports a Last-Event-ID older than the history
+	// kept: events after it were trimmed.
+	ErrHistoryExpired = fmt.Errorf("%w: Last-Event-ID is older than the history kept", ErrEventsLost)
+	// ErrUnknownEventID reports a Last-Event-ID this backend never gave
+	// out, such as one from before a restart of an in-memory broker.
+	ErrUnknownEventID = fmt.Errorf("%w: Last-Event-ID is unknown", ErrEventsLost)
+	// ErrMalformedEventID reports a Last-Event-ID that no backend could
+	// have given out (control characters, or longer than 256 bytes).
+	ErrMalformedEventID = fmt.Errorf("%w: Last-Event-ID is malformed", ErrEventsLost)
+	// ErrDuplicateID reports a published event whose own ID is already in
+	// the history.
+	ErrDuplicateID = errors.New("sse: event id already in the history")
+	// ErrBackendClosed reports a call on a closed backend.
+	ErrBackendClosed = errors.New("sse: backend closed")
+)
+
+// Message is one published event as a [Backend] stores and carries it.
+type Message struct {
+	// ID is the event's id: the one it was published with, or one the
+	// backend gave it.
+	ID string
+	// Topics are the topics it was published to.
+	Topics []string
+	// Body is the event's wire encoding without its "id:" line, ending
+	// with the blank line. The broker encodes it once per publish; every
+	// subscriber writes "id: "+ID+"\n" and Body.
+	Body []byte
+	// Time is when the backend stored it.
+	Time time.Time
+}
+
+// Backend stores published events and carries them to every broker that
+// shares it. [NewMemoryBackend] is the default, for one process; a backend
+// over a shared store (such as Redis) lets brokers in several processes
+// share topics, ids and replay.
+//
+// Ids are ordered by the backend: every message delivered has a later id
+// than the one before it.
+type Backend interface {
+	// Start begins delivery: every message published from now on, by
+	// this process or another, is passed to deliver once (with all its
+	// topics), after it is stored, in publish order, with no concurrent
+	// calls. It returns the id of the last message stored before delivery
+	// began, which Replay accepts as after or until ("" when the backend
+	// has no such position). Start is called once, by [NewBroker].
+	Start(deliver func(Message)) (position string, err error)
+	// Publish stores an event for topics and returns its message. id is
+	// the event's own id, or "" for the backend to give one. body is the
+	// wire encoding without an "id:" line.
+	Publish(ctx context.Context, topics []string, id string, body []byte) (Message, error)
+	// Replay returns the stored messages on any of topics published after
+	// the one with id after, up to and including the one with id until,
+	// in publish order. It returns an error wrapping [ErrEventsLost] when
+	// after is unknown or older than the history kept.
+	Replay(ctx context.Context, topics []string, after, until string) ([]Message, error)
+	// Close stops delivery and releases the backend.
+	Close() error
+}
+
+// MemoryBackend is the in-memory [Backend]: a history bounded by count,
+// age and bytes, for the brokers of one process. Ids it gives out have the
+// form "<epoch>-<n>", where epoch is fixed when the backend is created, so
+// that an id from before a restart is recognised as unknown instead of
+// being confused with a new event.
+type MemoryBackend struct {
+	mu       sync.Mutex
+	deliver  func(Message)
+	epoch    string
+	seq      uint64
+	log      []entry // ring: log[head] is the oldest of n entries
+	head, n  int
+	bytes    int
+	index    map[string]uint64 // id -> seq of every entry kept
+	maxCount int
+	maxAge   time.Duration
+	maxBytes int
+	closed   bool
+	now      func() time.Time
+}
+
+type entry struct {
+	msg Message
+	seq uint64
+}
+
+// Defaults of the in-memory history.
+const (
+	DefaultHistoryCount = 1000
+	DefaultHistoryAge   = time.Hour
+	DefaultHistoryBytes = 16 << 20
+)
+
+// NewMemoryBackend returns an in-memory backend keeping at most count
+// events, none older than age and at most bytes of encoded events. A zero
+// limit means none (but at least one limit should be set: the history is
+// the broker's only store).
+func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
+	return &MemoryBackend{
+		epoch:    strconv.FormatInt(time.Now().UnixMilli(), 36),
+		index:    make(map[string]uint64),
+		maxCount: max(count, 0),
+		maxAge:   max(age, 0),
+		maxBytes: max(bytes, 0),
+		now:      time.Now,
+	}
+}
+
+func (m *MemoryBackend) id(seq uint64) string {
+	return m.epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+// Start implements [Backend].
+func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return "", ErrBackendClosed
+	}
+	m.deliver = deliver
+	return m.id(m.seq), nil
+}
+
+// Publish implements [Backend]. Delivery happens before it returns.
+func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Message{}, ErrBackendClosed
+	}
+	if id != "" {
+		if _, dup := m.index[id]; dup {
+			return Message{}, fmt.Errorf("%w: %q", ErrDuplicateID, id)
+		}
+	}
+	m.seq++
+	if id == "" {
+		id = m.id(m.seq)
+	}
+	msg := Message{ID: id, Topics: topics, Body: body, Time: m.now()}
+	m.push(entry{msg: msg, seq: m.seq})
+	if m.deliver != nil {
+		m.deliver(msg)
+	}
+	return msg, nil
+}
+
+func (m *MemoryBackend) push(e entry) {
+	if m.n == len(m.log) {
+		grown := make([]entry, max(2*len(m.log), 64))
+		for i := range m.n {
+			grown[i] = m.log[(m.head+i)%len(m.log)]
+		}
+		m.log, m.head = grown, 0
+	}
+	m.log[(m.head+m.n)%len(m.log)] = e
+	m.n++
+	m.bytes += size(e.msg)
+	m.index[e.msg.ID] = e.seq
+	m.trim()
+}
+
+func size(msg Message) int { return len(msg.ID) + len(msg.Body) }
+
+// trim drops the oldest entries beyond the limits.
+func (m *MemoryBackend) trim() {
+	oldest := time.Time{}
+	if m.maxAge > 0 {
+		oldest = m.now().Add(-m.maxAge)
+	}
+	for m.n > 0 {
+		e := &m.log[m.head]
+		over := (m.maxCount > 0 && m.n > m.maxCount) ||
+			(m.maxBytes > 0 && m.bytes > m.maxBytes && m.n > 1) ||
+			(m.maxAge > 0 && e.msg.Time.Before(oldest))
+		if !over {
+			return
+		}
+		m.bytes -= size(e.msg)
+		delete(m.index, e.msg.ID)
+		*e = entry{}
+		m.head = (m.head + 1) % len(m.log)
+		m.n--
+	}
+}
+
+// seqOf returns the sequence number of id: an id in the history, or one of
+// this backend's own ids.
+func (m *MemoryBackend) seqOf(id string) (uint64, error) {
+	if seq, ok := m.index[id]; ok {
+		return seq, nil
+	}
+	epoch, n, ok := strings.Cut(id, "-")
+	if ok && epoch == m.epoch {
+		if seq, err := strconv.ParseUint(n, 10, 64); err == nil && seq <= m.seq {
+			return seq, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %q", ErrUnknownEventID, id)
+}
+
+// Replay implements [Backend].
+func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrBackendClosed
+	}
+	m.trim()
+	from, err := m.seqOf(after)
+	if err != nil {
+		return nil, err
+	}
+	to, err := m.seqOf(until)
+	if err != nil {
+		return nil, err
+	}
+	var first uint64 = m.seq + 1
+	if m.n > 0 {
+		first = m.log[m.head].seq
+	}
+	if from+1 < first {
+		return nil, fmt.Errorf("%w: %q", ErrHistoryExpired, after)
+	}
+	var out []Message
+	for i := range m.n {
+		e := &m.log[(m.head+i)%len(m.log)]
+		if e.seq <= from {
+			continue
+		}
+		if e.seq > to {
+			break
+		}
+		if intersects(e.msg.Topics, topics) {
+			out = append(out, e.msg)
+		}
+	}
+	return out, nil
+}
+
+// Len returns the number of events kept.
+func (m *MemoryBackend) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+// Close implements [Backend].
+func (m *MemoryBackend) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.deliver = nil
+	return nil
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
