@@ -579,6 +579,9 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 		if err := w.writeFrames(p, len(frames)); err != nil {
 			return err
 		}
+		if cap(buf) > 1<<20 {
+			buf = nil // a rare large backlog does not pin its buffer
+		}
 		b.delivered.Add(uint64(len(frames)))
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,8 @@ const ContentType = "text/event-stream; charset=utf-8"
 type Writer struct {
 	mu        sync.Mutex
 	w         http.ResponseWriter
-	rc        *http.ResponseController
+	rc        *http.ResponseController        // flushes through every wrapper
+	conn      *http.ResponseController        // the innermost writer: deadlines
 	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
 	ctx       context.Context
 	http1     bool
@@ -75,26 +77,52 @@ func newWriter(w http.ResponseWriter, r *http.Request, cfg config) *Writer {
 		sw.ctx = r.Context()
 		sw.http1 = r.ProtoMajor < 2
 	}
-	if inner := innermost(w); inner != w {
+	inner := innermost(w)
+	sw.conn = http.NewResponseController(inner)
+	if inner != w {
 		sw.innerErr, _ = inner.(interface{ FlushError() error })
 	}
 	return sw
 }
 
-// innermost follows Unwrap methods down to the writer that owns the
-// connection.
+// innermost follows the chain of wrappers down to the writer that owns the
+// connection. A wrapper is followed through its Unwrap method or, when it
+// has none, through an embedded http.ResponseWriter field (as middlewares
+// such as gin-contrib/gzip wrap gin's writer), so that write deadlines and
+// flush errors reach the connection behind them.
 func innermost(w http.ResponseWriter) http.ResponseWriter {
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return w
-		}
-		next := u.Unwrap()
+	for range 32 { // a bound against cycles
+		next := unwrap(w)
 		if next == nil {
 			return w
 		}
 		w = next
 	}
+	return w
+}
+
+var responseWriterType = reflect.TypeFor[http.ResponseWriter]()
+
+// unwrap returns the writer w wraps, or nil.
+func unwrap(w http.ResponseWriter) http.ResponseWriter {
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		return u.Unwrap()
+	}
+	v := reflect.ValueOf(w)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	v = v.Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if !f.Anonymous || !f.IsExported() || f.Type.Kind() != reflect.Interface || !f.Type.Implements(responseWriterType) {
+			continue
+		}
+		if inner, ok := v.Field(i).Interface().(http.ResponseWriter); ok && inner != nil {
+			return inner
+		}
+	}
+	return nil
 }
 
 // canFlush reports whether the writer that owns the connection can flush.
@@ -224,7 +252,7 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		return err
 	}
 	if w.deadlines {
-		err := w.rc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
+		err := w.conn.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
 		if errors.Is(err, http.ErrNotSupported) {
 			w.deadlines = false
 		}
@@ -243,6 +271,11 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		if err := w.innerErr.FlushError(); err != nil {
 			return w.fail(err)
 		}
+	}
+	if w.ctx.Err() != nil {
+		// net/http cancels the request when a write to the connection
+		// fails; a wrapper may have swallowed that error.
+		return w.fail(context.Cause(w.ctx))
 	}
 	w.events.Add(int64(events))
 	w.lastWrite.Store(time.Now().UnixNano())
@@ -269,6 +302,6 @@ func (w *Writer) finish() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.deadlines && w.started {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
+		_ = w.conn.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
 	}
 }
