@@ -272,11 +272,6 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 			return w.fail(err)
 		}
 	}
-	if w.ctx.Err() != nil {
-		// net/http cancels the request when a write to the connection
-		// fails; a wrapper may have swallowed that error.
-		return w.fail(context.Cause(w.ctx))
-	}
 	w.events.Add(int64(events))
 	w.lastWrite.Store(time.Now().UnixNano())
 	return nil
