@@ -342,7 +342,10 @@ func (s *subscriber) kick(reason error) {
 // lastID. Live events published meanwhile queue behind them: registration
 // and the replay's upper bound are taken under the lock that dispatch
 // holds, so there is no gap and no duplicate.
-func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string) (*subscriber, error) {
+//
+// initial, when not nil, gives the events a client starts with when it has
+// nothing to resume from (no lastID, or one that cannot be replayed).
+func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string, initial func([]string) ([]Event, error)) (*subscriber, error) {
 	topics, err := b.checkTopics(topics)
 	if err != nil {
 		return nil, err
@@ -380,10 +383,38 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	until := b.position
 	b.mu.Unlock()
 
+	var head []*frame
 	if lastID != "" {
-		if err := b.replay(ctx, s, lastID, until); err != nil {
+		if head, err = b.replay(ctx, s, lastID, until); err != nil {
 			b.remove(s, false)
 			return nil, err
+		}
+	}
+	if initial != nil && (lastID == "" || s.lost != nil) {
+		events, err := initial(topics)
+		if err != nil {
+			b.remove(s, false)
+			return nil, err
+		}
+		for _, ev := range events {
+			if ev.ID == "" && !ev.ResetID {
+				ev.ID = until // a reconnect resumes after the state it got
+			}
+			wire, err := ev.AppendTo(nil)
+			if err != nil {
+				b.remove(s, false)
+				return nil, err
+			}
+			head = append(head, &frame{id: ev.ID, wire: wire})
+		}
+	}
+	if len(head) > 0 {
+		s.mu.Lock()
+		s.queue = append(head, s.queue...)
+		s.mu.Unlock()
+		select {
+		case s.signal <- struct{}{}:
+		default:
 		}
 	}
 	if hook := b.cfg.onSubscribe; hook != nil {
@@ -392,9 +423,9 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	return s, nil
 }
 
-// replay puts the events missed since lastID in front of s's queue, or the
+// replay returns the frames of the events missed since lastID, or the
 // events-lost signal when they cannot be replayed.
-func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) error {
+func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) ([]*frame, error) {
 	var msgs []Message
 	var err error
 	if len(lastID) > 256 || containsAny(lastID, true) {
@@ -402,27 +433,18 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 	} else {
 		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
 	}
-	var head []*frame
 	switch {
 	case errors.Is(err, ErrEventsLost):
 		s.lost = err
-		head = []*frame{lostFrame(err, lastID, until)}
+		return []*frame{lostFrame(err, lastID, until)}, nil
 	case err != nil:
-		return fmt.Errorf("sse: replay: %w", err)
-	default:
-		head = make([]*frame, len(msgs))
-		for i, m := range msgs {
-			head[i] = newFrame(m)
-		}
+		return nil, fmt.Errorf("sse: replay: %w", err)
 	}
-	s.mu.Lock()
-	s.queue = append(head, s.queue...)
-	s.mu.Unlock()
-	select {
-	case s.signal <- struct{}{}:
-	default:
+	head := make([]*frame, len(msgs))
+	for i, m := range msgs {
+		head[i] = newFrame(m)
 	}
-	return nil
+	return head, nil
 }
 
 // lostReason names the reason of an ErrEventsLost error.

@@ -59,7 +59,9 @@ func Topics(topics ...string) TopicsFunc {
 // A client that reconnects with Last-Event-ID first gets the events it
 // missed on its topics, then the live ones. When they cannot be replayed
 // it gets the [HeaderEventsLost] header and the [LostEventName] event
-// first. opts override the broker's stream options for this route.
+// first. A client with nothing to resume from gets the events of
+// [WithInitialEvents] (such as the current state) before the live ones.
+// opts override the broker's stream options for this route.
 func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		cfg := b.cfg
@@ -87,7 +89,11 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		}
 		ctx := c.Request.Context()
 		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
-		s, err := b.subscribe(ctx, ts, lastID, c.ClientIP())
+		var initial func([]string) ([]Event, error)
+		if fn := cfg.initialEvents; fn != nil {
+			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
+		}
+		s, err := b.subscribe(ctx, ts, lastID, c.ClientIP(), initial)
 		if err != nil {
 			status := b.statusOf(err, http.StatusInternalServerError)
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
@@ -138,7 +144,7 @@ type Subscription struct {
 // subscription ends when ctx is done or Close is called; read it with Next.
 // Like a stream, it has a bounded queue ([WithQueueSize]): read it promptly.
 func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscription, error) {
-	s, err := b.subscribe(ctx, topics, lastEventID, "")
+	s, err := b.subscribe(ctx, topics, lastEventID, "", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ func TestBrokerEncodesOnce(t *testing.T) {
 		if i%2 == 0 {
 			topics = append(topics, "b")
 		}
-		s, err := b.subscribe(context.Background(), topics, "", "")
+		s, err := b.subscribe(context.Background(), topics, "", "", nil)
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}
@@ -51,7 +51,7 @@ func BenchmarkBrokerPublish(b *testing.B) {
 			}
 			subs := make([]*subscriber, n)
 			for i := range subs {
-				if subs[i], err = br.subscribe(context.Background(), []string{"t"}, "", ""); err != nil {
+				if subs[i], err = br.subscribe(context.Background(), []string{"t"}, "", "", nil); err != nil {
 					b.Fatal(err)
 				}
 			}

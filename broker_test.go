@@ -581,3 +581,62 @@ func TestBrokerShutdownWithManyStreams(t *testing.T) {
 	assert.Nil(t, res)
 	assert.ErrorIs(t, err, sse.ErrBrokerClosed)
 }
+
+// A fresh client starts with the current state, then live events; one that
+// resumes gets only what it missed; one whose id was lost gets the signal,
+// then the state.
+func TestBrokerInitialEvents(t *testing.T) {
+	var mu sync.Mutex
+	state := map[string]string{"kitchen": "off", "bedroom": "off"}
+	b := newBroker(t, sse.WithHistory(2, 0, 0), sse.WithInitialEvents(func(c *gin.Context, topics []string) ([]sse.Event, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		var evs []sse.Event
+		for _, room := range topics {
+			evs = append(evs, sse.Event{Event: room, Data: state[room]})
+		}
+		return evs, nil
+	}))
+	url := brokerServer(t, b)
+	set := func(room, v string) string {
+		mu.Lock()
+		state[room] = v
+		mu.Unlock()
+		return publish(t, b, room, v)
+	}
+	pos := set("kitchen", "on")
+
+	s := connect(t, url+"?topic=kitchen&topic=bedroom")
+	var got []sse.Event
+	for range 2 {
+		ev, err := s.Next()
+		require.NoError(t, err)
+		got = append(got, ev)
+	}
+	assert.Equal(t, []sse.Event{{ID: pos, Event: "kitchen", Data: "on"}, {ID: pos, Event: "bedroom", Data: "off"}}, got)
+	live := set("bedroom", "on")
+	ev, err := s.Next()
+	require.NoError(t, err)
+	assert.Equal(t, sse.Event{ID: live, Event: "bedroom", Data: "on"}, ev)
+	require.NoError(t, s.Close())
+
+	// Resuming from the initial state's id replays the change after it.
+	r := connectWith(t, url+"?topic=bedroom", http.Header{"Last-Event-Id": {pos}})
+	ev, err = r.Next()
+	require.NoError(t, err)
+	assert.Equal(t, sse.Event{ID: live, Event: "bedroom", Data: "on"}, ev)
+
+	// An id that fell out of the history: the signal, then the state.
+	for range 3 {
+		set("kitchen", "dim")
+	}
+	l := connectWith(t, url+"?topic=bedroom", http.Header{"Last-Event-Id": {pos}})
+	assert.Equal(t, "expired", l.Response.Header.Get(sse.HeaderEventsLost))
+	ev, err = l.Next()
+	require.NoError(t, err)
+	assert.Equal(t, sse.LostEventName, ev.Event)
+	ev, err = l.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "bedroom", ev.Event)
+	assert.Equal(t, "on", ev.Data)
+}

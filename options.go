@@ -52,6 +52,7 @@ type config struct {
 	onSubscribe    func(SubscriberInfo)
 	onUnsubscribe  func(SubscriberInfo)
 	shutdownEvent  *Event
+	initialEvents  func(*gin.Context, []string) ([]Event, error)
 }
 
 func newConfig(opts []Option) config {
@@ -222,4 +223,17 @@ func WithOnUnsubscribe(fn func(SubscriberInfo)) Option {
 // to space out reconnects, or a named event the page shows.
 func WithShutdownEvent(ev Event) Option {
 	return func(c *config) { c.shutdownEvent = &ev }
+}
+
+// WithInitialEvents gives [Broker.Handler] the events a client starts with
+// when it has nothing to resume from: a first connection, or a
+// Last-Event-ID that cannot be replayed (then they follow the
+// [LostEventName] signal). Send the current state here so that a fresh page
+// is never blank. fn runs after the client is subscribed, so no change is
+// missed between the state and the live events (one may arrive both ways;
+// full-state events make that harmless). Events without an ID get the
+// broker's current position as id, so a reconnect resumes after that
+// state. An error refuses the request (500, or a [*StatusError]'s status).
+func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)) Option {
+	return func(c *config) { c.initialEvents = fn }
 }
