@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// TestScreenshots writes the README's screenshots of both example pages,
+// showing live data, when SSE_SCREENSHOTS=1:
+//
+//	cd e2e && SSE_SCREENSHOTS=1 go test -run TestScreenshots ./...
+func TestScreenshots(t *testing.T) {
+	if os.Getenv("SSE_SCREENSHOTS") != "1" {
+		t.Skip("set SSE_SCREENSHOTS=1 to write _example/*/screenshot.png")
+	}
+	root := repoRoot(t)
+	browser := newBrowser(t)
+
+	t.Run("smart-home", func(t *testing.T) {
+		a := startApp(t, "smart-home", "-simulate=false")
+		ctx, _ := newTab(t, browser)
+		setViewport(t, ctx, 1100, 800)
+		open(t, ctx, a.URL)
+		waitFor[bool](t, ctx, 10*time.Second, jsConnected)
+		// A few changes, as the simulator would make them, for the list of
+		// recent changes.
+		for _, c := range []struct{ room, device, value string }{
+			{"bedroom", "curtains", "closed"},
+			{"kitchen", "blinds", "closed"},
+			{"livingroom", "lights", "off"},
+			{"bedroom", "lights", "off"},
+			{"kitchen", "blinds", "open"},
+			{"livingroom", "curtains", "closed"},
+		} {
+			status, answer := postJSON(t, a.URL+"/rooms/"+c.room, map[string]string{c.device: c.value})
+			require.Equal(t, http.StatusOK, status, "%v", answer)
+		}
+		waitFor[bool](t, ctx, 10*time.Second, `document.querySelectorAll('#log li time').length === 6`)
+		screenshot(t, ctx, filepath.Join(root, "_example", "smart-home", "screenshot.png"))
+	})
+	t.Run("live-users", func(t *testing.T) {
+		a := startApp(t, "live-users")
+		ctx, _ := newTab(t, browser)
+		setViewport(t, ctx, 800, 640)
+		open(t, ctx, a.URL)
+		other, _ := newTab(t, browser)
+		open(t, other, a.URL)
+		waitFor[bool](t, ctx, 10*time.Second, jsConnected+` && `+jsCount+` === '2'`)
+		screenshot(t, ctx, filepath.Join(root, "_example", "live-users", "screenshot.png"))
+	})
+}
+
+func setViewport(t *testing.T, ctx context.Context, w, h int64) {
+	t.Helper()
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(w, h)))
+}
+
+func screenshot(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	// Let the highlight animations end.
+	waitFor[bool](t, ctx, 5*time.Second, `document.getAnimations().length === 0`)
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("wrote %s (%d bytes)", path, len(png))
+}
