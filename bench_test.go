@@ -55,6 +55,10 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("copy", func(b *testing.B) { benchCopy(b, benchEvent(benchData)) })
 	big := strings.Repeat(benchData, 35)[:4096]
 	b.Run("string-4KiB", func(b *testing.B) { benchAppend(b, benchEvent(big)) })
+	// Short lines ending in CR only: each byte is scanned a bounded number
+	// of times, so the cost stays linear in the size.
+	crLines := strings.Repeat("0123456\r", 8192)
+	b.Run("cr-lines-64KiB", func(b *testing.B) { benchAppend(b, benchEvent(crLines)) })
 	b.Run("copy-4KiB", func(b *testing.B) { benchCopy(b, benchEvent(big)) })
 }
 

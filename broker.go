@@ -70,6 +70,9 @@ const (
 	OverflowDropOldest
 )
 
+// maxIDLen is the longest id the broker gives out or accepts back.
+const maxIDLen = 256
+
 // DefaultQueueSize is the default number of events a subscriber may have
 // queued before the overflow policy applies.
 const DefaultQueueSize = 1024
@@ -82,7 +85,12 @@ type StatusError struct {
 	Err    error
 }
 
-func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Error() string {
+	if e.Err == nil {
+		return http.StatusText(e.Status)
+	}
+	return e.Err.Error()
+}
 func (e *StatusError) Unwrap() error { return e.Err }
 
 // SubscriberInfo describes a subscriber to the subscribe hooks.
@@ -130,6 +138,7 @@ type Broker struct {
 	closed   bool
 	drained  chan struct{} // closed when closed and subs == 0
 
+	shut                                atomic.Bool // closed, for Publish without the lock
 	published, delivered, slow, dropped atomic.Uint64
 }
 
@@ -189,16 +198,16 @@ func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (
 	if err != nil {
 		return "", err
 	}
-	if containsAny(id, true) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidID, id)
+	if len(id) > maxIDLen || containsAny(id, true) {
+		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
 	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
 	msg, err := b.backend.Publish(ctx, topics, id, body)
+	if errors.Is(err, ErrBackendClosed) && b.shut.Load() {
+		return "", fmt.Errorf("%w: %w", ErrBrokerClosed, err)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -285,6 +294,7 @@ type subscriber struct {
 	mu     sync.Mutex
 	queue  []*frame
 	spare  []*frame
+	head   int   // frames at the front of queue that were prepended
 	reason error // why kicked
 	lost   error // why the missed events could not be replayed
 }
@@ -296,32 +306,51 @@ func (s *subscriber) push(f *frame) {
 		s.mu.Unlock()
 		return
 	}
-	if len(s.queue) >= s.b.cfg.queueSize {
+	if len(s.queue)-s.head >= s.b.cfg.queueSize { // replayed frames do not count
 		if s.b.cfg.overflow == OverflowDisconnect {
 			s.kickLocked(ErrSlowSubscriber)
 			s.mu.Unlock()
 			s.b.slow.Add(1)
 			return
 		}
-		copy(s.queue, s.queue[1:])
-		s.queue = s.queue[:len(s.queue)-1]
+		if s.head == 0 {
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+		} else {
+			s.queue = append(s.queue[:s.head], s.queue[s.head+1:]...)
+		}
 		s.b.dropped.Add(1)
 	}
 	s.queue = append(s.queue, f)
 	s.mu.Unlock()
+	s.wake()
+}
+
+// wake tells the subscriber's reader that frames are queued.
+func (s *subscriber) wake() {
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
 }
 
-// take returns the queued frames. The slice is valid until the next take.
+// prepend puts frames (replayed or initial) in front of the queue; they do
+// not count against the queue's bound.
+func (s *subscriber) prepend(head []*frame) {
+	s.mu.Lock()
+	s.queue = append(head, s.queue...)
+	s.head += len(head)
+	s.mu.Unlock()
+	s.wake()
+}
+
+// take returns the queued frames. The slice is valid until the next take;
+// the caller clears it once written, so frames are not kept alive.
 func (s *subscriber) take() []*frame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
-	clear(s.spare)
-	s.queue, s.spare = s.spare[:0], q
+	s.queue, s.spare, s.head = s.spare[:0], q, 0
 	return q
 }
 
@@ -409,13 +438,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		}
 	}
 	if len(head) > 0 {
-		s.mu.Lock()
-		s.queue = append(head, s.queue...)
-		s.mu.Unlock()
-		select {
-		case s.signal <- struct{}{}:
-		default:
-		}
+		s.prepend(head)
 	}
 	if hook := b.cfg.onSubscribe; hook != nil {
 		hook(s.info)
@@ -428,7 +451,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) ([]*frame, error) {
 	var msgs []Message
 	var err error
-	if len(lastID) > 256 || containsAny(lastID, true) {
+	if len(lastID) > maxIDLen || containsAny(lastID, true) {
 		err = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
 	} else {
 		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
@@ -525,6 +548,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
+		b.shut.Store(true)
 		if b.subs == 0 {
 			closeOnce(b.drained)
 		}
@@ -598,13 +622,16 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			}
 			p = buf
 		}
-		if err := w.writeFrames(p, len(frames)); err != nil {
-			return err
-		}
-		if cap(buf) > 1<<20 {
+		n := len(frames)
+		err := w.writeFrames(p, n)
+		clear(frames) // written frames are not kept alive
+		if cap(buf) > 64<<10 {
 			buf = nil // a rare large backlog does not pin its buffer
 		}
-		b.delivered.Add(uint64(len(frames)))
+		if err != nil {
+			return err
+		}
+		b.delivered.Add(uint64(n))
 		return nil
 	}
 	for {
@@ -617,11 +644,13 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			s.mu.Lock()
 			reason := s.reason
 			s.mu.Unlock()
+			// What was queued still goes out: a slow client makes
+			// progress, and nothing published before a shutdown is held
+			// back.
+			if err := flush(); err != nil {
+				return err
+			}
 			if errors.Is(reason, ErrBrokerClosed) {
-				// What was queued before shutdown still goes out.
-				if err := flush(); err != nil {
-					return err
-				}
 				if ev := b.cfg.shutdownEvent; ev != nil {
 					if err := w.Send(*ev); err != nil {
 						return err
@@ -650,7 +679,7 @@ func (b *Broker) retryAfter() string {
 func (b *Broker) statusOf(err error, fallback int) int {
 	var se *StatusError
 	switch {
-	case errors.As(err, &se):
+	case errors.As(err, &se) && se.Status >= 400 && se.Status <= 599:
 		return se.Status
 	case errors.Is(err, ErrTooManySubscribers), errors.Is(err, ErrBrokerClosed):
 		return http.StatusServiceUnavailable

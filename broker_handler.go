@@ -83,17 +83,20 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 				return
 			}
 		}
-		if !canFlush(c.Writer) {
-			abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
+		w, started := existingWriter(c)
+		if !started && !checkStream(c, cfg) {
 			return
 		}
-		ctx := c.Request.Context()
+		ctx, ip := context.Background(), ""
+		if c.Request != nil {
+			ctx, ip = c.Request.Context(), c.ClientIP()
+		}
 		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
 		var initial func([]string) ([]Event, error)
 		if fn := cfg.initialEvents; fn != nil {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
-		s, err := b.subscribe(ctx, ts, lastID, c.ClientIP(), initial)
+		s, err := b.subscribe(ctx, ts, lastID, ip, initial)
 		if err != nil {
 			status := b.statusOf(err, http.StatusInternalServerError)
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
@@ -106,9 +109,9 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		if s.lost != nil {
 			c.Header(HeaderEventsLost, lostReason(s.lost))
 		}
-		w, ok := existingWriter(c)
-		if !ok {
-			if w, ok = openStream(c, cfg); !ok {
+		if !started {
+			var ok bool
+			if w, ok = startStream(c, cfg); !ok {
 				return
 			}
 		}
@@ -135,7 +138,7 @@ type Subscription struct {
 	s    *subscriber
 	ctx  context.Context
 	todo []Event
-	stop func() bool
+	stop func() bool // stops the context's AfterFunc
 	once sync.Once
 }
 
@@ -149,7 +152,7 @@ func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID str
 		return nil, err
 	}
 	sub := &Subscription{b: b, s: s, ctx: ctx}
-	sub.stop = context.AfterFunc(ctx, sub.Close)
+	sub.stop = context.AfterFunc(ctx, sub.remove)
 	return sub, nil
 }
 
@@ -182,8 +185,13 @@ func (s *Subscription) Next() (Event, error) {
 				}
 				continue
 			}
+			s.Close() // a slow or shut-down subscription leaves the broker
+			if errors.Is(reason, ErrSubscriptionClosed) && s.ctx.Err() != nil {
+				return Event{}, s.ctx.Err() // closed because the context ended
+			}
 			return Event{}, reason
 		case <-s.ctx.Done():
+			s.Close()
 			return Event{}, s.ctx.Err()
 		}
 	}
@@ -211,8 +219,10 @@ func (s *Subscription) decode(frames []*frame) error {
 // Close ends the subscription; later calls of Next return
 // [ErrSubscriptionClosed] once the queued events are read.
 func (s *Subscription) Close() {
-	s.once.Do(func() {
-		s.stop()
-		s.b.remove(s.s, true)
-	})
+	s.stop()
+	s.remove()
+}
+
+func (s *Subscription) remove() {
+	s.once.Do(func() { s.b.remove(s.s, true) })
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -639,4 +640,96 @@ func TestBrokerInitialEvents(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "bedroom", ev.Event)
 	assert.Equal(t, "on", ev.Data)
+}
+
+// Replayed events do not count against the live queue: a client far behind
+// catches up even when the subscribe hook publishes at once.
+func TestBrokerReplayLargerThanQueue(t *testing.T) {
+	var b *sse.Broker
+	b = newBroker(t, sse.WithQueueSize(8), sse.WithOnSubscribe(func(sse.SubscriberInfo) {
+		_, err := b.Publish("presence", sse.Event{Data: "joined"})
+		assert.NoError(t, err)
+	}))
+	url := brokerServer(t, b)
+	var ids []string
+	for i := range 100 {
+		ids = append(ids, publish(t, b, "t", strconv.Itoa(i)))
+	}
+	s := connectWith(t, url+"?topic=t&topic=presence", http.Header{"Last-Event-Id": {ids[0]}})
+	for i := 1; i < 100; i++ {
+		ev, err := s.Next()
+		require.NoError(t, err)
+		require.Equal(t, ids[i], ev.ID)
+	}
+	ev, err := s.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "joined", ev.Data)
+	assert.Zero(t, b.Stats().SlowDisconnects)
+}
+
+// A Go subscription whose reader sees the shutdown leaves the broker, so
+// Shutdown completes; one whose context is already done is refused
+// cleanly.
+func TestBrokerSubscriptionLifecycle(t *testing.T) {
+	b, err := sse.NewBroker()
+	require.NoError(t, err)
+	sub, err := b.Subscribe(context.Background(), []string{"t"}, "")
+	require.NoError(t, err)
+	publish(t, b, "t", "before")
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			_, err = sub.Next()
+		}
+		done <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, b.Shutdown(ctx))
+	assert.ErrorIs(t, waitErr(t, done), sse.ErrBrokerClosed)
+
+	b2 := newBroker(t)
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for range 200 {
+		s, err := b2.Subscribe(canceled, []string{"t"}, "")
+		require.NoError(t, err)
+		_, err = s.Next()
+		assert.ErrorIs(t, err, context.Canceled)
+		s.Close()
+	}
+	waitSubscribers(t, b2, 0)
+}
+
+func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
+	var hooks int
+	b := newBroker(t,
+		sse.WithRequireAccept(),
+		sse.WithOnSubscribe(func(sse.SubscriberInfo) { hooks++ }),
+		sse.WithInitialEvents(func(*gin.Context, []string) ([]sse.Event, error) { hooks++; return nil, nil }),
+		sse.WithAuthorize(func(c *gin.Context, _ []string) error {
+			if c.Query("anon") != "" {
+				return &sse.StatusError{Status: http.StatusUnauthorized}
+			}
+			return nil
+		}))
+	r := gin.New()
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
+	req := httptest.NewRequest(http.MethodGet, "/events?topic=a", nil)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Last-Event-ID", "whatever")
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusNotAcceptable, rec.Code)
+	assert.Empty(t, rec.Header().Get(sse.HeaderEventsLost))
+
+	rec = httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events?topic=a&anon=1", nil))
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Contains(t, rec.Body.String(), "Unauthorized")
+	assert.Zero(t, hooks, "a refused request never subscribes")
+
+	_, err := b.Publish("a", sse.Event{ID: strings.Repeat("x", 257), Data: "x"})
+	assert.ErrorIs(t, err, sse.ErrInvalidID)
 }

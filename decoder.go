@@ -35,6 +35,8 @@ type Decoder struct {
 	start, end int
 	line       []byte // a line that spans reads
 	skipLF     bool   // the previous line ended with CR: skip one LF
+	lf         int    // index in buf of the next LF, or -1 for none before end
+	lfKnown    bool   // lf is valid for the current buffer
 	started    bool   // the byte order mark was checked
 
 	max     int
@@ -189,7 +191,7 @@ func (d *Decoder) readLine() ([]byte, error) {
 				continue
 			}
 		}
-		i := indexLineBreak(bytesView(chunk))
+		i := d.indexBreak()
 		n := i + 1 // the line and its line break; a blank line counts nothing
 		if i < 0 {
 			n = len(chunk)
@@ -214,6 +216,29 @@ func (d *Decoder) readLine() ([]byte, error) {
 	}
 }
 
+// indexBreak returns the index in buf[start:end] of the first CR or LF, or
+// -1. The position of the next LF is kept between calls, so that text with
+// CR line ends is not searched for LF again at every line.
+func (d *Decoder) indexBreak() int {
+	if !d.lfKnown || (d.lf >= 0 && d.lf < d.start) {
+		d.lf, d.lfKnown = bytes.IndexByte(d.buf[d.start:d.end], '\n'), true
+		if d.lf >= 0 {
+			d.lf += d.start
+		}
+	}
+	limit := d.end
+	if d.lf >= 0 {
+		limit = d.lf
+	}
+	if cr := bytes.IndexByte(d.buf[d.start:limit], '\r'); cr >= 0 {
+		return cr
+	}
+	if d.lf < 0 {
+		return -1
+	}
+	return d.lf - d.start
+}
+
 // grow accounts n more bytes to the current event.
 func (d *Decoder) grow(n int) error {
 	d.size += n
@@ -230,7 +255,7 @@ func (d *Decoder) fill() error {
 	if d.rerr != nil {
 		return d.rerr
 	}
-	d.start, d.end = 0, 0
+	d.start, d.end, d.lfKnown = 0, 0, false
 	for empty := 0; d.end == 0 || (!d.started && d.end < 3); {
 		n, err := d.r.Read(d.buf[d.end:])
 		d.end += n

@@ -52,7 +52,8 @@ type Event struct {
 	// "" for an event with an empty payload.
 	Data any
 	// Retry asks the client to wait this long before reconnecting. It is
-	// sent in whole milliseconds (truncated); zero writes no "retry:" line.
+	// sent in whole milliseconds (truncated, but at least 1); zero writes
+	// no "retry:" line.
 	Retry time.Duration
 	// Comment is written first as comment lines, which clients ignore.
 	// Line breaks in it start new comment lines.
@@ -117,7 +118,7 @@ func (e Event) AppendTo(dst []byte) ([]byte, error) {
 	}
 	if e.Retry > 0 {
 		dst = append(dst, "retry: "...)
-		dst = strconv.AppendInt(dst, e.Retry.Milliseconds(), 10)
+		dst = strconv.AppendInt(dst, max(e.Retry.Milliseconds(), 1), 10)
 		dst = append(dst, '\n')
 	}
 	switch d := e.Data.(type) {
@@ -167,36 +168,37 @@ func AppendComment(dst []byte, text string) []byte {
 }
 
 // appendLines appends s to dst as one "prefix line\n" per line of s, where
-// lines end at LF, CR or CRLF. An empty s is one empty line.
+// lines end at LF, CR or CRLF. An empty s is one empty line. Each byte is
+// scanned at most once for CR and once for LF, so CR-only text stays
+// linear.
 func appendLines(dst []byte, prefix, s string) []byte {
+	start, lf := 0, strings.IndexByte(s, '\n') // lf: next LF at or after start, or -1
 	for {
-		i := indexLineBreak(s)
-		if i < 0 {
-			dst = append(dst, prefix...)
-			dst = append(dst, s...)
-			return append(dst, '\n')
+		if lf >= 0 && lf < start {
+			if lf = strings.IndexByte(s[start:], '\n'); lf >= 0 {
+				lf += start
+			}
+		}
+		end := len(s)
+		if lf >= 0 {
+			end = lf
+		}
+		i := lf
+		if cr := strings.IndexByte(s[start:end], '\r'); cr >= 0 {
+			i = start + cr
 		}
 		dst = append(dst, prefix...)
-		dst = append(dst, s[:i]...)
+		if i < 0 {
+			dst = append(dst, s[start:]...)
+			return append(dst, '\n')
+		}
+		dst = append(dst, s[start:i]...)
 		dst = append(dst, '\n')
 		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
 			i++
 		}
-		s = s[i+1:]
+		start = i + 1
 	}
-}
-
-// indexLineBreak returns the index of the first CR or LF in s, or -1.
-func indexLineBreak(s string) int {
-	i := strings.IndexByte(s, '\n')
-	head := s
-	if i >= 0 {
-		head = s[:i]
-	}
-	if j := strings.IndexByte(head, '\r'); j >= 0 {
-		return j
-	}
-	return i
 }
 
 // bytesView returns the bytes of b as a string without copying. The string

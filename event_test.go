@@ -47,6 +47,8 @@ func TestEventEncoding(t *testing.T) {
 		{"comment", sse.Event{Comment: "a\nb", Data: "x"}, ": a\n: b\ndata: x\n\n", ""},
 		{"reset id", sse.Event{ResetID: true, Data: "x"}, "id: \ndata: x\n\n", ""},
 		{"sub-millisecond retry truncates", sse.Event{Retry: 2500 * time.Microsecond, Data: "x"}, "retry: 2\ndata: x\n\n", ""},
+		{"retry under 1ms is 1ms, not 0", sse.Event{Retry: 500 * time.Microsecond, Data: "x"}, "retry: 1\ndata: x\n\n", ""},
+		{"CR-only lines", sse.Event{Data: "a\rb\rc\n"}, "data: a\ndata: b\ndata: c\ndata: \n\n", "a\nb\nc\n"},
 		{"large", sse.Event{Data: big}, "data: " + big + "\n\n", ""},
 	}
 	for _, tt := range tests {

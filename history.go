@@ -30,6 +30,9 @@ var (
 	// ErrDuplicateID reports a published event whose own ID is already in
 	// the history.
 	ErrDuplicateID = errors.New("sse: event id already in the history")
+	// ErrBackendStarted reports a second Start: a backend serves one
+	// broker.
+	ErrBackendStarted = errors.New("sse: backend already started by another broker")
 	// ErrBackendClosed reports a call on a closed backend.
 	ErrBackendClosed = errors.New("sse: backend closed")
 )
@@ -78,7 +81,7 @@ type Backend interface {
 }
 
 // MemoryBackend is the in-memory [Backend]: a history bounded by count,
-// age and bytes, for the brokers of one process. Ids it gives out have the
+// age and bytes, for one broker. Ids it gives out have the
 // form "<epoch>-<n>", where epoch is fixed when the backend is created, so
 // that an id from before a restart is recognised as unknown instead of
 // being confused with a new event.
@@ -116,7 +119,7 @@ const (
 // the broker's only store).
 func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 	return &MemoryBackend{
-		epoch:    strconv.FormatInt(time.Now().UnixMilli(), 36),
+		epoch:    strconv.FormatInt(time.Now().UnixNano(), 36),
 		index:    make(map[string]uint64),
 		maxCount: max(count, 0),
 		maxAge:   max(age, 0),
@@ -135,6 +138,9 @@ func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return "", ErrBackendClosed
+	}
+	if m.deliver != nil {
+		return "", ErrBackendStarted
 	}
 	m.deliver = deliver
 	return m.id(m.seq), nil
@@ -189,9 +195,11 @@ func (m *MemoryBackend) trim() {
 	}
 	for m.n > 0 {
 		e := &m.log[m.head]
+		// The newest entry stays whatever its age or size: it is the
+		// resume point of every client that is up to date.
 		over := (m.maxCount > 0 && m.n > m.maxCount) ||
-			(m.maxBytes > 0 && m.bytes > m.maxBytes && m.n > 1) ||
-			(m.maxAge > 0 && e.msg.Time.Before(oldest))
+			(m.n > 1 && m.maxBytes > 0 && m.bytes > m.maxBytes) ||
+			(m.n > 1 && m.maxAge > 0 && e.msg.Time.Before(oldest))
 		if !over {
 			return
 		}

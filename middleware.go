@@ -58,14 +58,28 @@ func Middleware(opts ...Option) gin.HandlerFunc {
 // request, stores a Writer and sends the headers with a first comment. On
 // failure it answers the request, aborts the chain and returns false.
 func openStream(c *gin.Context, cfg config) (*Writer, bool) {
+	if !checkStream(c, cfg) {
+		return nil, false
+	}
+	return startStream(c, cfg)
+}
+
+// checkStream refuses a request that cannot be streamed to: it answers the
+// request, aborts the chain and returns false.
+func checkStream(c *gin.Context, cfg config) bool {
 	if !canFlush(c.Writer) {
 		abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
-		return nil, false
+		return false
 	}
-	if cfg.requireAccept && !acceptsEventStream(c.Request.Header.Values("Accept")) {
+	if cfg.requireAccept && c.Request != nil && !acceptsEventStream(c.Request.Header.Values("Accept")) {
 		abortJSON(c, http.StatusNotAcceptable, ErrNotAcceptable)
-		return nil, false
+		return false
 	}
+	return true
+}
+
+// startStream stores a Writer and sends the headers with a first comment.
+func startStream(c *gin.Context, cfg config) (*Writer, bool) {
 	c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
 	w := newWriter(c.Writer, c.Request, cfg)
 	c.Set(writerKey, w)

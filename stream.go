@@ -83,6 +83,9 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...Option) error {
 // finite, quickly produced sequences such as the tokens of one response.
 func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...Option) error {
 	w, cfg := streamSetup(c, opts)
+	if err := w.Flush(); err != nil { // headers out even for an empty seq
+		return err
+	}
 	for v := range seq {
 		if err := w.ctx.Err(); err != nil {
 			return clientGone(w.ctx)

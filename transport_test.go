@@ -383,3 +383,38 @@ func TestWriteTimeoutBehindGzip(t *testing.T) {
 	got := tpWait(t, results, 10*time.Second, "the handler to give up on the stuck client")
 	assert.ErrorIs(t, got, sse.ErrWriteTimeout)
 }
+
+// On HTTP/2 a write deadline resets the stream when it passes, even with no
+// write pending; a stream idle for longer than the write timeout must live.
+func TestHTTP2IdleLongerThanWriteTimeout(t *testing.T) {
+	r := tpEngine()
+	done := make(chan error, 1)
+	r.GET("/idle", sse.Middleware(sse.WithWriteTimeout(50*time.Millisecond), sse.WithHeartbeat(0)), func(c *gin.Context) {
+		if err := sse.Send(c, sse.Event{Data: "first"}); err != nil {
+			done <- err
+			return
+		}
+		pause := time.NewTimer(300 * time.Millisecond) // six write timeouts of silence
+		defer pause.Stop()
+		select {
+		case <-pause.C:
+		case <-c.Request.Context().Done():
+			done <- c.Request.Context().Err()
+			return
+		}
+		done <- sse.Send(c, sse.Event{Data: "second"})
+	})
+	srv := httptest.NewUnstartedServer(r)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+
+	s := tpConnect(t, t.Context(), srv.Client(), srv.URL+"/idle")
+	require.Equal(t, 2, s.Response.ProtoMajor)
+	for _, want := range []string{"first", "second"} {
+		ev, err := tpNext(t, s)
+		require.NoError(t, err)
+		assert.Equal(t, want, ev.Data)
+	}
+	assert.NoError(t, tpWait(t, done, tpGuard, "the handler"))
+}

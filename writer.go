@@ -272,6 +272,11 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 			return w.fail(err)
 		}
 	}
+	if w.deadlines && !w.http1 {
+		// An HTTP/2 write deadline resets the stream when it passes, even
+		// with no write pending: clear it while the stream is idle.
+		_ = w.conn.SetWriteDeadline(time.Time{})
+	}
 	w.events.Add(int64(events))
 	w.lastWrite.Store(time.Now().UnixNano())
 	return nil

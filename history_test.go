@@ -1,0 +1,109 @@
+package sse
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// memBackend returns a started backend with a settable clock.
+func memBackend(t *testing.T, count int, age time.Duration, bytes int) (*MemoryBackend, *time.Time) {
+	t.Helper()
+	m := NewMemoryBackend(count, age, bytes)
+	now := time.Unix(1_000_000, 0)
+	m.now = func() time.Time { return now }
+	_, err := m.Start(func(Message) {})
+	require.NoError(t, err)
+	return m, &now
+}
+
+func publishN(t *testing.T, m *MemoryBackend, n int, topic string) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		msg, err := m.Publish(context.Background(), []string{topic}, "", []byte("data: "+strconv.Itoa(i)+"\n\n"))
+		require.NoError(t, err)
+		ids = append(ids, msg.ID)
+	}
+	return ids
+}
+
+func msgIDs(msgs []Message) []string {
+	var ids []string
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func TestMemoryBackendTrims(t *testing.T) {
+	t.Run("count", func(t *testing.T) {
+		m, _ := memBackend(t, 3, 0, 0)
+		ids := publishN(t, m, 10, "a")
+		assert.Equal(t, 3, m.Len())
+		got, err := m.Replay(context.Background(), []string{"a"}, ids[6], ids[9])
+		require.NoError(t, err)
+		assert.Equal(t, ids[7:], msgIDs(got))
+		_, err = m.Replay(context.Background(), []string{"a"}, ids[5], ids[9])
+		assert.ErrorIs(t, err, ErrHistoryExpired)
+		assert.ErrorIs(t, err, ErrEventsLost)
+	})
+	t.Run("bytes", func(t *testing.T) {
+		m, _ := memBackend(t, 0, 0, 100)
+		publishN(t, m, 50, "a")
+		assert.LessOrEqual(t, m.bytes, 100)
+		assert.Positive(t, m.Len())
+	})
+	t.Run("age keeps the newest", func(t *testing.T) {
+		m, now := memBackend(t, 0, time.Minute, 0)
+		ids := publishN(t, m, 3, "a")
+		*now = now.Add(time.Hour)
+		got, err := m.Replay(context.Background(), []string{"a"}, ids[2], ids[2])
+		require.NoError(t, err, "an up-to-date client resumes however old the last event")
+		assert.Empty(t, got)
+		assert.Equal(t, 1, m.Len())
+		_, err = m.Replay(context.Background(), []string{"a"}, ids[0], ids[2])
+		assert.ErrorIs(t, err, ErrHistoryExpired)
+
+		// The same holds for an event's own id.
+		own, err := m.Publish(context.Background(), []string{"a"}, "order-42", []byte("data: x\n\n"))
+		require.NoError(t, err)
+		*now = now.Add(time.Hour)
+		_, err = m.Replay(context.Background(), []string{"a"}, own.ID, own.ID)
+		assert.NoError(t, err)
+	})
+}
+
+func TestMemoryBackendReplay(t *testing.T) {
+	m, _ := memBackend(t, 100, 0, 0)
+	start, err := NewMemoryBackend(1, 0, 0).Start(func(Message) {})
+	require.NoError(t, err)
+	a := publishN(t, m, 2, "a")
+	b := publishN(t, m, 2, "b")
+	both, err := m.Publish(context.Background(), []string{"a", "b"}, "", []byte("data: ab\n\n"))
+	require.NoError(t, err)
+
+	got, err := m.Replay(context.Background(), []string{"a"}, a[0], both.ID)
+	require.NoError(t, err)
+	assert.Equal(t, []string{a[1], both.ID}, msgIDs(got))
+	got, err = m.Replay(context.Background(), []string{"a", "b"}, a[0], b[1])
+	require.NoError(t, err)
+	assert.Equal(t, []string{a[1], b[0], b[1]}, msgIDs(got), "merged in publish order, up to until")
+
+	for _, bad := range []string{"nope", start, m.epoch + "-99", m.epoch + "-x"} {
+		_, err = m.Replay(context.Background(), []string{"a"}, bad, both.ID)
+		assert.ErrorIs(t, err, ErrUnknownEventID, bad)
+	}
+	_, err = m.Publish(context.Background(), []string{"a"}, a[0], nil)
+	assert.ErrorIs(t, err, ErrDuplicateID)
+
+	_, err = m.Start(func(Message) {})
+	assert.ErrorIs(t, err, ErrBackendStarted, "one backend serves one broker")
+	require.NoError(t, m.Close())
+	_, err = m.Publish(context.Background(), []string{"a"}, "", nil)
+	assert.ErrorIs(t, err, ErrBackendClosed)
+}
