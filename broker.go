@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -175,7 +176,7 @@ func NewBroker(opts ...Option) (*Broker, error) {
 
 // Publish publishes ev to topic and returns its id. See [Broker.PublishTopics].
 func (b *Broker) Publish(topic string, ev Event) (string, error) {
-	return b.PublishTopics(context.Background(), []string{topic}, ev)
+	return b.publish(context.Background(), []string{topic}, ev)
 }
 
 // PublishTopics publishes ev once to several topics: a subscriber of more
@@ -185,6 +186,11 @@ func (b *Broker) Publish(topic string, ev Event) (string, error) {
 // id returns an error and publishes nothing. Publish never waits for
 // subscribers.
 func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
+	return b.publish(ctx, slices.Clone(topics), ev)
+}
+
+// publish publishes ev to topics, a slice the broker may keep.
+func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string, error) {
 	topics, err := b.checkTopics(topics)
 	if err != nil {
 		return "", err
@@ -215,12 +221,12 @@ func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (
 	return msg.ID, nil
 }
 
-// checkTopics validates topics and returns them without duplicates.
+// checkTopics validates topics and removes duplicates, in place.
 func (b *Broker) checkTopics(topics []string) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, ErrNoTopics
 	}
-	out := make([]string, 0, len(topics))
+	out := topics[:0]
 	for _, t := range topics {
 		if t == "" || len(t) > 256 || hasControl(t) {
 			return nil, fmt.Errorf("%w: %q", ErrInvalidTopic, t)
@@ -230,11 +236,7 @@ func (b *Broker) checkTopics(topics []string) ([]string, error) {
 				return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, t)
 			}
 		}
-		dup := false
-		for _, o := range out {
-			dup = dup || o == t
-		}
-		if !dup {
+		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
 	}
@@ -375,7 +377,7 @@ func (s *subscriber) kick(reason error) {
 // initial, when not nil, gives the events a client starts with when it has
 // nothing to resume from (no lastID, or one that cannot be replayed).
 func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string, initial func([]string) ([]Event, error)) (*subscriber, error) {
-	topics, err := b.checkTopics(topics)
+	topics, err := b.checkTopics(slices.Clone(topics))
 	if err != nil {
 		return nil, err
 	}

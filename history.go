@@ -93,7 +93,7 @@ type MemoryBackend struct {
 	log      []entry // ring: log[head] is the oldest of n entries
 	head, n  int
 	bytes    int
-	index    map[string]uint64 // id -> seq of every entry kept
+	index    map[string]uint64 // own id -> seq of the entries kept that have one
 	maxCount int
 	maxAge   time.Duration
 	maxBytes int
@@ -102,8 +102,9 @@ type MemoryBackend struct {
 }
 
 type entry struct {
-	msg Message
-	seq uint64
+	msg     Message
+	seq     uint64
+	indexed bool // an event's own id, kept in index; ids given out are parsed
 }
 
 // Defaults of the in-memory history.
@@ -129,7 +130,14 @@ func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
-	return m.epoch + "-" + strconv.FormatUint(seq, 10)
+	var buf [40]byte
+	b := append(append(buf[:0], m.epoch...), '-')
+	return string(strconv.AppendUint(b, seq, 10))
+}
+
+// ownID reports whether id has the form of the ids this backend gives out.
+func (m *MemoryBackend) ownID(id string) bool {
+	return len(id) > len(m.epoch) && id[len(m.epoch)] == '-' && id[:len(m.epoch)] == m.epoch
 }
 
 // Start implements [Backend].
@@ -154,16 +162,17 @@ func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, b
 		return Message{}, ErrBackendClosed
 	}
 	if id != "" {
-		if _, dup := m.index[id]; dup {
+		if _, dup := m.index[id]; dup || m.ownID(id) {
 			return Message{}, fmt.Errorf("%w: %q", ErrDuplicateID, id)
 		}
 	}
 	m.seq++
-	if id == "" {
+	own := id == ""
+	if own {
 		id = m.id(m.seq)
 	}
 	msg := Message{ID: id, Topics: topics, Body: body, Time: m.now()}
-	m.push(entry{msg: msg, seq: m.seq})
+	m.push(entry{msg: msg, seq: m.seq, indexed: !own})
 	if m.deliver != nil {
 		m.deliver(msg)
 	}
@@ -181,18 +190,17 @@ func (m *MemoryBackend) push(e entry) {
 	m.log[(m.head+m.n)%len(m.log)] = e
 	m.n++
 	m.bytes += size(e.msg)
-	m.index[e.msg.ID] = e.seq
-	m.trim()
+	if e.indexed {
+		m.index[e.msg.ID] = e.seq
+	}
+	m.trim(e.msg.Time)
 }
 
 func size(msg Message) int { return len(msg.ID) + len(msg.Body) }
 
 // trim drops the oldest entries beyond the limits.
-func (m *MemoryBackend) trim() {
-	oldest := time.Time{}
-	if m.maxAge > 0 {
-		oldest = m.now().Add(-m.maxAge)
-	}
+func (m *MemoryBackend) trim(now time.Time) {
+	oldest := now.Add(-m.maxAge)
 	for m.n > 0 {
 		e := &m.log[m.head]
 		// The newest entry stays whatever its age or size: it is the
@@ -204,7 +212,9 @@ func (m *MemoryBackend) trim() {
 			return
 		}
 		m.bytes -= size(e.msg)
-		delete(m.index, e.msg.ID)
+		if e.indexed {
+			delete(m.index, e.msg.ID)
+		}
 		*e = entry{}
 		m.head = (m.head + 1) % len(m.log)
 		m.n--
@@ -233,7 +243,7 @@ func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until 
 	if m.closed {
 		return nil, ErrBackendClosed
 	}
-	m.trim()
+	m.trim(m.now())
 	from, err := m.seqOf(after)
 	if err != nil {
 		return nil, err
