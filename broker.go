@@ -221,13 +221,14 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 	return msg.ID, nil
 }
 
-// checkTopics validates topics and removes duplicates, in place.
+// checkTopics validates topics and returns them without duplicates. It
+// never writes to topics: a copy is made when there are duplicates.
 func (b *Broker) checkTopics(topics []string) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, ErrNoTopics
 	}
-	out := topics[:0]
-	for _, t := range topics {
+	out := topics
+	for i, t := range topics {
 		if t == "" || len(t) > 256 || hasControl(t) {
 			return nil, fmt.Errorf("%w: %q", ErrInvalidTopic, t)
 		}
@@ -236,8 +237,13 @@ func (b *Broker) checkTopics(topics []string) ([]string, error) {
 				return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, t)
 			}
 		}
-		if !slices.Contains(out, t) {
-			out = append(out, t)
+		switch {
+		case len(out) < i: // deduplicating into a copy
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		case slices.Contains(topics[:i], t): // first duplicate
+			out = slices.Clone(topics[:i])
 		}
 	}
 	return out, nil

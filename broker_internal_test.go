@@ -76,3 +76,17 @@ func BenchmarkBrokerPublish(b *testing.B) {
 		})
 	}
 }
+
+func TestCheckTopics(t *testing.T) {
+	b := &Broker{}
+	shared := []string{"a", "b", "a", "c", "b"}
+	got, err := b.checkTopics(shared)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b", "c"}, got)
+	assert.Equal(t, []string{"a", "b", "a", "c", "b"}, shared, "the caller's slice is left alone")
+	got, err = b.checkTopics([]string{"x", "y"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"x", "y"}, got)
+	_, err = b.checkTopics([]string{"x", "bad\x7f"})
+	assert.ErrorIs(t, err, ErrInvalidTopic)
+}
