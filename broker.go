@@ -614,38 +614,11 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 		defer t.Stop()
 		tick = t.C
 	}
-	var buf []byte
-	flush := func() error {
-		frames := s.take()
-		if len(frames) == 0 {
-			return nil
-		}
-		var p []byte
-		if len(frames) == 1 {
-			p = frames[0].wire
-		} else {
-			buf = buf[:0]
-			for _, f := range frames {
-				buf = append(buf, f.wire...)
-			}
-			p = buf
-		}
-		n := len(frames)
-		err := w.writeFrames(p, n)
-		clear(frames) // written frames are not kept alive
-		if cap(buf) > 64<<10 {
-			buf = nil // a rare large backlog does not pin its buffer
-		}
-		if err != nil {
-			return err
-		}
-		b.delivered.Add(uint64(n))
-		return nil
-	}
+	d := delivery{b: b, w: w, s: s}
 	for {
 		select {
 		case <-s.signal:
-			if err := flush(); err != nil {
+			if err := d.flush(); err != nil {
 				return err
 			}
 		case <-s.kicked:
@@ -655,7 +628,7 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			// What was queued still goes out: a slow client makes
 			// progress, and nothing published before a shutdown is held
 			// back.
-			if err := flush(); err != nil {
+			if err := d.flush(); err != nil {
 				return err
 			}
 			if errors.Is(reason, ErrBrokerClosed) {
@@ -676,6 +649,43 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			}
 		}
 	}
+}
+
+// delivery writes a subscriber's queued frames to its stream.
+type delivery struct {
+	b   *Broker
+	w   *Writer
+	s   *subscriber
+	buf []byte
+}
+
+// flush writes whatever is queued in one write and one flush.
+func (d *delivery) flush() error {
+	frames := d.s.take()
+	if len(frames) == 0 {
+		return nil
+	}
+	var p []byte
+	if len(frames) == 1 {
+		p = frames[0].wire
+	} else {
+		d.buf = d.buf[:0]
+		for _, f := range frames {
+			d.buf = append(d.buf, f.wire...)
+		}
+		p = d.buf
+	}
+	n := len(frames)
+	err := d.w.writeFrames(p, n)
+	clear(frames) // written frames are not kept alive
+	if cap(d.buf) > 64<<10 {
+		d.buf = nil // a rare large backlog does not pin its buffer
+	}
+	if err != nil {
+		return err
+	}
+	d.b.delivered.Add(uint64(n))
+	return nil
 }
 
 // retryAfter is the Retry-After value, in whole seconds (at least 1).

@@ -63,9 +63,9 @@ func Topics(topics ...string) TopicsFunc {
 // [WithInitialEvents] (such as the current state) before the live ones.
 // opts override the broker's stream options for this route.
 func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
+	cfg := b.cfg
+	cfg.apply(opts)
 	return func(c *gin.Context) {
-		cfg := b.cfg
-		cfg.apply(opts)
 		ts, err := topics(c)
 		if err == nil {
 			ts, err = b.checkTopics(ts)
@@ -84,7 +84,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			}
 		}
 		w, started := existingWriter(c)
-		if !started && !checkStream(c, cfg) {
+		if !started && !checkStream(c, &cfg) {
 			return
 		}
 		ctx, ip := context.Background(), ""
@@ -111,7 +111,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		}
 		if !started {
 			var ok bool
-			if w, ok = startStream(c, cfg); !ok {
+			if w, ok = startStream(c, &cfg, false); !ok {
 				return
 			}
 		}

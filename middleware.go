@@ -45,7 +45,7 @@ var ErrStreamStarted = errors.New("sse: stream already started")
 func Middleware(opts ...Option) gin.HandlerFunc {
 	base := newConfig(opts)
 	return func(c *gin.Context) {
-		w, ok := openStream(c, base)
+		w, ok := openStream(c, &base)
 		if !ok {
 			return
 		}
@@ -57,16 +57,16 @@ func Middleware(opts ...Option) gin.HandlerFunc {
 // openStream does the middleware's work for one request: it checks the
 // request, stores a Writer and sends the headers with a first comment. On
 // failure it answers the request, aborts the chain and returns false.
-func openStream(c *gin.Context, cfg config) (*Writer, bool) {
+func openStream(c *gin.Context, cfg *config) (*Writer, bool) {
 	if !checkStream(c, cfg) {
 		return nil, false
 	}
-	return startStream(c, cfg)
+	return startStream(c, cfg, true)
 }
 
 // checkStream refuses a request that cannot be streamed to: it answers the
 // request, aborts the chain and returns false.
-func checkStream(c *gin.Context, cfg config) bool {
+func checkStream(c *gin.Context, cfg *config) bool {
 	if !canFlush(c.Writer) {
 		abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
 		return false
@@ -78,11 +78,15 @@ func checkStream(c *gin.Context, cfg config) bool {
 	return true
 }
 
-// startStream stores a Writer and sends the headers with a first comment.
-func startStream(c *gin.Context, cfg config) (*Writer, bool) {
-	c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
+// startStream sends the headers with a first comment. With store, it keeps
+// the Writer and the last event ID in the context for the handlers after
+// it.
+func startStream(c *gin.Context, cfg *config, store bool) (*Writer, bool) {
 	w := newWriter(c.Writer, c.Request, cfg)
-	c.Set(writerKey, w)
+	if store {
+		c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
+		c.Set(writerKey, w)
+	}
 
 	first := AppendComment(nil, "ok")
 	if cfg.retry > 0 {
@@ -168,7 +172,8 @@ func GetWriter(c *gin.Context, opts ...Option) *Writer {
 			return w
 		}
 	}
-	w := newWriter(c.Writer, c.Request, newConfig(opts))
+	cfg := newConfig(opts)
+	w := newWriter(c.Writer, c.Request, &cfg)
 	c.Set(writerKey, w)
 	return w
 }

@@ -79,11 +79,12 @@ func (c *config) apply(opts []Option) {
 	}
 }
 
-// WithWriteTimeout bounds every write (and flush) to the client: before each
-// write the connection's write deadline is moved to now+d, so a client that
-// stopped reading ends the stream with an error wrapping [ErrWriteTimeout]
-// instead of blocking it forever, and http.Server.WriteTimeout does not cut
-// healthy long-lived streams. Zero disables the deadline. Default
+// WithWriteTimeout bounds every write (and flush) to the client. Before a
+// write the connection's write deadline is moved to now+d (on HTTP/1 only
+// once half of it has passed, so each write gets between d/2 and d). A
+// client that stopped reading ends the stream with an error wrapping
+// [ErrWriteTimeout] instead of blocking it forever, and
+// http.Server.WriteTimeout does not cut healthy long-lived streams. Zero disables the deadline. Default
 // [DefaultWriteTimeout]. Applies to [Middleware], [NewWriter] and, when no
 // middleware prepared the stream, to the helpers and [Stream].
 func WithWriteTimeout(d time.Duration) Option {

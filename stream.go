@@ -106,7 +106,7 @@ func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...Option) error {
 // writer's (from Middleware) overridden by opts.
 func streamSetup(c *gin.Context, opts []Option) (*Writer, config) {
 	w := GetWriter(c, opts...)
-	cfg := w.cfg
+	cfg := *w.cfg
 	cfg.apply(opts)
 	return w, cfg
 }

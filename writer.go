@@ -45,7 +45,8 @@ type Writer struct {
 	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
 	ctx       context.Context
 	http1     bool
-	cfg       config
+	cfg       *config   // shared by the streams of a route; read only
+	deadline  time.Time // the connection's write deadline, on HTTP/1
 	buf       []byte
 	started   bool
 	deadlines bool
@@ -61,10 +62,11 @@ type Writer struct {
 // [WithWriteTimeout]. Headers are set and sent with the first write or
 // [Writer.Flush].
 func NewWriter(w http.ResponseWriter, r *http.Request, opts ...Option) *Writer {
-	return newWriter(w, r, newConfig(opts))
+	cfg := newConfig(opts)
+	return newWriter(w, r, &cfg)
 }
 
-func newWriter(w http.ResponseWriter, r *http.Request, cfg config) *Writer {
+func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
 	sw := &Writer{
 		w:         w,
 		rc:        http.NewResponseController(w),
@@ -252,10 +254,7 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		return err
 	}
 	if w.deadlines {
-		err := w.conn.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
-		if errors.Is(err, http.ErrNotSupported) {
-			w.deadlines = false
-		}
+		w.extendDeadline()
 	}
 	if len(p) > 0 {
 		n, err := w.w.Write(p)
@@ -280,6 +279,21 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 	w.events.Add(int64(events))
 	w.lastWrite.Store(time.Now().UnixNano())
 	return nil
+}
+
+// extendDeadline gives the next write at least half the write timeout.
+// On HTTP/1 the deadline is only moved once half of it has passed, which
+// saves a timer update on most writes; HTTP/2 deadlines are cleared after
+// every write, so they are set every time.
+func (w *Writer) extendDeadline() {
+	now := time.Now()
+	if w.http1 && now.Add(w.cfg.writeTimeout/2).Before(w.deadline) {
+		return
+	}
+	w.deadline = now.Add(w.cfg.writeTimeout)
+	if err := w.conn.SetWriteDeadline(w.deadline); errors.Is(err, http.ErrNotSupported) {
+		w.deadlines = false
+	}
 }
 
 // fail records the error that ended the stream.
