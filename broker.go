@@ -295,9 +295,8 @@ func (b *Broker) dispatch(msg Message) {
 type subscriber struct {
 	b      *Broker
 	info   SubscriberInfo
-	stamp  uint64 // guarded by b.mu
-	signal chan struct{}
-	kicked chan struct{}
+	stamp  uint64        // guarded by b.mu
+	signal chan struct{} // wakes the reader: frames queued, or kicked
 
 	mu     sync.Mutex
 	queue  []*frame
@@ -365,8 +364,15 @@ func (s *subscriber) take() []*frame {
 func (s *subscriber) kickLocked(reason error) {
 	if s.reason == nil {
 		s.reason = reason
-		close(s.kicked)
+		s.wake()
 	}
+}
+
+// kicked returns why the subscriber was kicked, or nil.
+func (s *subscriber) kicked() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
 }
 
 func (s *subscriber) kick(reason error) {
@@ -391,7 +397,6 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		b:      b,
 		info:   SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID},
 		signal: make(chan struct{}, 1),
-		kicked: make(chan struct{}),
 	}
 	b.mu.Lock()
 	switch {
@@ -621,10 +626,10 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			if err := d.flush(); err != nil {
 				return err
 			}
-		case <-s.kicked:
-			s.mu.Lock()
-			reason := s.reason
-			s.mu.Unlock()
+			reason := s.kicked()
+			if reason == nil {
+				continue
+			}
 			// What was queued still goes out: a slow client makes
 			// progress, and nothing published before a shutdown is held
 			// back.

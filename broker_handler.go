@@ -162,34 +162,25 @@ func (s *Subscription) Lost() error { return s.s.lost }
 
 // Next returns the next event, waiting for one. It returns an error when
 // the subscription's context is done, it was closed, it was too slow
-// ([ErrSlowSubscriber]) or the broker shut down ([ErrBrokerClosed]); events
-// queued before a shutdown are returned first.
+// ([ErrSlowSubscriber]) or the broker shut down ([ErrBrokerClosed]); the
+// events queued before are returned first.
 func (s *Subscription) Next() (Event, error) {
 	for len(s.todo) == 0 {
-		frames := s.s.take()
-		if len(frames) > 0 {
+		if frames := s.s.take(); len(frames) > 0 {
 			if err := s.decode(frames); err != nil {
 				return Event{}, err
 			}
 			break
 		}
-		select {
-		case <-s.s.signal:
-		case <-s.s.kicked:
-			s.s.mu.Lock()
-			reason := s.s.reason
-			s.s.mu.Unlock()
-			if frames := s.s.take(); len(frames) > 0 && errors.Is(reason, ErrBrokerClosed) {
-				if err := s.decode(frames); err != nil {
-					return Event{}, err
-				}
-				continue
-			}
+		if reason := s.s.kicked(); reason != nil {
 			s.Close() // a slow or shut-down subscription leaves the broker
 			if errors.Is(reason, ErrSubscriptionClosed) && s.ctx.Err() != nil {
 				return Event{}, s.ctx.Err() // closed because the context ended
 			}
 			return Event{}, reason
+		}
+		select {
+		case <-s.s.signal:
 		case <-s.ctx.Done():
 			s.Close()
 			return Event{}, s.ctx.Err()

@@ -40,8 +40,8 @@ const ContentType = "text/event-stream; charset=utf-8"
 type Writer struct {
 	mu        sync.Mutex
 	w         http.ResponseWriter
-	rc        *http.ResponseController        // flushes through every wrapper
-	conn      *http.ResponseController        // the innermost writer: deadlines
+	rc        http.ResponseController         // flushes through every wrapper
+	conn      http.ResponseController         // the innermost writer: deadlines
 	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
 	ctx       context.Context
 	http1     bool
@@ -69,7 +69,7 @@ func NewWriter(w http.ResponseWriter, r *http.Request, opts ...Option) *Writer {
 func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
 	sw := &Writer{
 		w:         w,
-		rc:        http.NewResponseController(w),
+		rc:        *http.NewResponseController(w),
 		ctx:       context.Background(),
 		http1:     true,
 		cfg:       cfg,
@@ -80,7 +80,7 @@ func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
 		sw.http1 = r.ProtoMajor < 2
 	}
 	inner := innermost(w)
-	sw.conn = http.NewResponseController(inner)
+	sw.conn = *http.NewResponseController(inner)
 	if inner != w {
 		sw.innerErr, _ = inner.(interface{ FlushError() error })
 	}
