@@ -1,0 +1,88 @@
+// Command sseserver serves one SSE implementation for the benchmark:
+// GET /events streams topic "t", POST /publish?n=N&rate=R&size=S publishes,
+// GET /stats reports the subscribers and the process id.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	pprofhttp "net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/gin-sse/sse/bench/internal/impls"
+)
+
+func main() {
+	impl := flag.String("impl", "gin-sse", fmt.Sprintf("implementation: one of %v", impls.Names))
+	addr := flag.String("addr", "127.0.0.1:8089", "listen address")
+	queue := flag.Int("queue", 1<<20, "gin-sse queue size (events per subscriber); gin channel buffer (capped at 4096)")
+	heartbeat := flag.Int("heartbeat", 0, "gin-sse heartbeat interval in seconds (0: off, as the peers)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	debug := flag.Bool("pprof", false, "serve net/http/pprof at /debug/pprof/")
+	flag.Parse()
+
+	raiseNoFile()
+	im, err := impls.New(*impl, impls.Options{QueueSize: *queue, Heartbeat: *heartbeat})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var prof *os.File
+	if *cpuprofile != "" {
+		if prof, err = os.Create(*cpuprofile); err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			log.Fatal(err)
+		}
+	}
+	var h http.Handler = impls.NewServer(*impl, im)
+	if *debug {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
+		mux.Handle("/", h)
+		h = mux
+	}
+	srv := &http.Server{Handler: h}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-sig:
+	case err := <-done:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Print(err)
+		}
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
+		if err := prof.Close(); err != nil {
+			log.Print(err)
+		}
+	}
+	_ = ln.Close()
+	os.Exit(0)
+}
+
+// raiseNoFile lifts the soft limit on open files to the hard one (the Go
+// runtime does this too; done here so that it does not depend on it).
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}

@@ -1,0 +1,119 @@
+package impls
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Stats is the answer of GET /stats.
+type Stats struct {
+	Impl        string `json:"impl"`
+	PID         int    `json:"pid"`
+	Subscribers int    `json:"subscribers"`
+	Published   int64  `json:"published"`
+	Publishing  bool   `json:"publishing"`
+	Errors      int64  `json:"errors"`
+	// With ?mem=1: the Go runtime's view of memory.
+	Goroutines  int    `json:"goroutines,omitempty"`
+	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
+	StackInuse  uint64 `json:"stack_inuse,omitempty"`
+	HeapObjects uint64 `json:"heap_objects,omitempty"`
+}
+
+// Server serves an implementation's stream at /events and the benchmark's
+// control endpoints:
+//
+//	POST /publish?n=N&rate=R&size=S  publish N events in the background,
+//	                                 R per second (0: as fast as possible),
+//	                                 data padded to S bytes; 202 at once
+//	GET  /stats[?mem=1]              Stats as JSON (with the runtime's
+//	                                 memory figures when mem=1)
+type Server struct {
+	name       string
+	impl       Impl
+	mux        *http.ServeMux
+	published  atomic.Int64
+	errors     atomic.Int64
+	publishing atomic.Bool
+}
+
+// NewServer returns the server of impl, named name.
+func NewServer(name string, impl Impl) *Server {
+	s := &Server{name: name, impl: impl, mux: http.NewServeMux()}
+	s.mux.Handle("GET /events", impl.Handler())
+	s.mux.HandleFunc("POST /publish", s.publish)
+	s.mux.HandleFunc("GET /stats", s.stats)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	st := Stats{
+		Impl:        s.name,
+		PID:         os.Getpid(),
+		Subscribers: s.impl.Subscribers(),
+		Published:   s.published.Load(),
+		Publishing:  s.publishing.Load(),
+		Errors:      s.errors.Load(),
+	}
+	if r.URL.Query().Get("mem") == "1" {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		st.Goroutines = runtime.NumGoroutine()
+		st.HeapInuse, st.StackInuse, st.HeapObjects = m.HeapInuse, m.StackInuse, m.HeapObjects
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	n, err1 := strconv.Atoi(q.Get("n"))
+	rate, err2 := strconv.Atoi(q.Get("rate"))
+	size, err3 := strconv.Atoi(q.Get("size"))
+	if err1 != nil || err2 != nil || err3 != nil || n < 0 || rate < 0 || size < 0 {
+		http.Error(w, "want n, rate and size as non-negative integers", http.StatusBadRequest)
+		return
+	}
+	if !s.publishing.CompareAndSwap(false, true) {
+		http.Error(w, "already publishing", http.StatusConflict)
+		return
+	}
+	go func() {
+		defer s.publishing.Store(false)
+		s.Publish(n, rate, size)
+	}()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// Publish publishes n events, rate per second (0: as fast as possible),
+// each stamped with its sequence number and its publish time: the time of
+// the call when rate is 0, else the time it is scheduled for.
+func (s *Server) Publish(n, rate, size int) {
+	buf := make([]byte, 0, 64+size)
+	start := time.Now()
+	for i := range n {
+		ts := time.Now()
+		if rate > 0 {
+			// The scheduled time is the event's publish time: an
+			// implementation whose Publish blocks (back-pressure) delays
+			// the events after it, and that delay is part of their
+			// latency (no coordinated omission).
+			ts = start.Add(time.Duration(int64(i) * int64(time.Second) / int64(rate)))
+			if d := time.Until(ts); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		buf = AppendPayload(buf[:0], i, ts.UnixNano(), size)
+		if err := s.impl.Publish(i, buf); err != nil {
+			s.errors.Add(1)
+		}
+		s.published.Add(1)
+	}
+}

@@ -1,0 +1,46 @@
+package impls
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gin-sse/sse"
+)
+
+// ginSSE is this project's broker, used as its README shows.
+type ginSSE struct {
+	b *sse.Broker
+	r *gin.Engine
+}
+
+func newGinSSE(o Options) (*ginSSE, error) {
+	b, err := sse.NewBroker(
+		sse.WithQueueSize(o.QueueSize),
+		sse.WithHeartbeat(time.Duration(o.Heartbeat)*time.Second),
+	)
+	if err != nil {
+		return nil, err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.GET("/events", b.Handler(sse.Topics("t")))
+	return &ginSSE{b: b, r: r}, nil
+}
+
+func (g *ginSSE) Handler() http.Handler { return g.r }
+
+func (g *ginSSE) Publish(_ int, data []byte) error {
+	// The broker gives the event its id.
+	_, err := g.b.Publish("t", sse.Event{Data: string(data)})
+	return err
+}
+
+func (g *ginSSE) Subscribers() int { return g.b.Subscribers("t") }
+
+func (g *ginSSE) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = g.b.Shutdown(ctx)
+}

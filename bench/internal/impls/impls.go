@@ -1,0 +1,75 @@
+// Package impls holds the server side of the benchmark: one fan-out
+// implementation per library compared, each driven through its normal
+// public API, behind the same control endpoints.
+package impls
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+)
+
+// Impl is one SSE fan-out implementation under test.
+type Impl interface {
+	// Handler serves the event stream at GET /events?stream=t.
+	Handler() http.Handler
+	// Publish sends one event with id seq and the given data to every
+	// subscriber of topic "t". data is only valid during the call.
+	Publish(seq int, data []byte) error
+	// Subscribers returns the number of subscribers that will get every
+	// event published from now on.
+	Subscribers() int
+	// Close releases the implementation.
+	Close()
+}
+
+// Options tune the implementations that have settings.
+type Options struct {
+	// QueueSize is gin-sse's per-subscriber queue (WithQueueSize) and the
+	// buffer of the hand-written gin fan-out's channels.
+	QueueSize int
+	// Heartbeat is gin-sse's heartbeat interval (0 disables it; the peers
+	// send none).
+	Heartbeat int // seconds
+}
+
+// Names lists the implementations, the ceiling (bare) first.
+var Names = []string{"bare", "gin-sse", "gin", "r3labs", "gosse"}
+
+// New returns the implementation called name.
+func New(name string, o Options) (Impl, error) {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1 << 20
+	}
+	switch name {
+	case "bare":
+		return newBare(), nil
+	case "gin-sse":
+		return newGinSSE(o)
+	case "gin":
+		return newGin(o), nil
+	case "r3labs":
+		return newR3labs(), nil
+	case "gosse":
+		return newGoSSE(), nil
+	}
+	return nil, fmt.Errorf("unknown implementation %q (want one of %v)", name, Names)
+}
+
+// Valid reports whether name is a known implementation.
+func Valid(name string) bool { return slices.Contains(Names, name) }
+
+// AppendPayload appends the data of event seq: "<seq> <unix ns> " and
+// padding up to size bytes.
+func AppendPayload(dst []byte, seq int, unixNano int64, size int) []byte {
+	start := len(dst)
+	dst = strconv.AppendInt(dst, int64(seq), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, unixNano, 10)
+	dst = append(dst, ' ')
+	for len(dst)-start < size {
+		dst = append(dst, 'x')
+	}
+	return dst
+}

@@ -1,0 +1,87 @@
+package load_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/gin-sse/sse/bench/internal/impls"
+	"github.com/gin-sse/sse/bench/internal/load"
+)
+
+// TestRun drives each implementation in process with 5 streams × 50 events
+// and checks that the load generator saw every event exactly once, in
+// order. Each run gets a new server, as in the benchmark (r3labs replays
+// its whole event log to every new subscriber).
+func TestRun(t *testing.T) {
+	for _, name := range impls.Names {
+		for _, rate := range []int{0, 2000} {
+			t.Run(fmt.Sprintf("%s/rate=%d", name, rate), func(t *testing.T) {
+				im, err := impls.New(name, impls.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := httptest.NewServer(impls.NewServer(name, im))
+				defer srv.Close()
+				defer im.Close()
+
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				res, err := load.Run(ctx, load.Config{URL: srv.URL, Clients: 5, Events: 50, Rate: rate, Size: 32, Stall: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.OK() || res.Delivered != 5*50 {
+					t.Fatalf("%+v", res)
+				}
+				if res.Impl != name || res.EventsPerSec <= 0 || res.P99us <= 0 {
+					t.Fatalf("incomplete result %+v", res)
+				}
+			})
+		}
+	}
+}
+
+// TestDetectsDuplicates checks that a second run against the same r3labs server,
+// which replays its event log to new subscribers, is reported as a failure.
+func TestDetectsDuplicates(t *testing.T) {
+	im, err := impls.New("r3labs", impls.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(impls.NewServer("r3labs", im))
+	defer srv.Close()
+	defer im.Close()
+	cfg := load.Config{URL: srv.URL, Clients: 2, Events: 10, Stall: 2 * time.Second}
+	if res, err := load.Run(context.Background(), cfg); err != nil || !res.OK() {
+		t.Fatalf("first run: %v %+v", err, res)
+	}
+	// Wait for the first run's publisher to finish.
+	time.Sleep(100 * time.Millisecond)
+	res, err := load.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || res.Dup == 0 {
+		t.Fatalf("duplicates not reported: %+v", res)
+	}
+}
+
+func TestIdle(t *testing.T) {
+	im, err := impls.New("gin-sse", impls.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(impls.NewServer("gin-sse", im))
+	defer srv.Close()
+	defer im.Close()
+	res, err := load.Run(context.Background(), load.Config{URL: srv.URL, Clients: 20, Events: 1, Idle: true, Settle: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.Delivered != 20 || res.RSSKB == 0 {
+		t.Fatalf("%+v", res)
+	}
+}
