@@ -54,10 +54,10 @@ type Decoder struct {
 }
 
 // NewDecoder returns a Decoder reading from r. It accepts
-// [WithMaxEventSize]; other options are ignored.
+// [WithMaxEventSize] and [WithLastEventID]; other options are ignored.
 func NewDecoder(r io.Reader, opts ...Option) *Decoder {
 	cfg := newConfig(opts)
-	return &Decoder{r: r, buf: make([]byte, 4096), max: cfg.maxEventSize}
+	return &Decoder{r: r, buf: make([]byte, 4096), max: cfg.maxEventSize, idBuf: cfg.lastEventID, lastID: cfg.lastEventID}
 }
 
 // LastEventID returns the stream's last event ID, as a browser would send

@@ -175,3 +175,14 @@ func TestDecoderCommentAtEndIsCleanEOF(t *testing.T) {
 	assert.NotErrorIs(t, err, io.ErrUnexpectedEOF)
 	assert.Len(t, events, 1)
 }
+
+func TestDecoderStartsWithLastEventID(t *testing.T) {
+	dec := sse.NewDecoder(strings.NewReader("\xEF\xBB\xBFdata: a\n\nid\ndata: b\n\n"), sse.WithLastEventID("41"))
+	assert.Equal(t, "41", dec.LastEventID())
+	ev, err := dec.Decode()
+	require.NoError(t, err)
+	assert.Equal(t, sse.Event{ID: "41", Data: "a"}, ev, "the id carries over to events without one")
+	ev, err = dec.Decode()
+	require.NoError(t, err)
+	assert.Equal(t, sse.Event{Data: "b"}, ev, "an empty id still resets it")
+}

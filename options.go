@@ -36,6 +36,7 @@ type config struct {
 	done             <-chan struct{}
 	eventName        string
 	maxEventSize     int
+	lastEventID      string
 
 	// broker
 	backend        Backend
@@ -237,4 +238,11 @@ func WithShutdownEvent(ev Event) Option {
 // state. An error refuses the request (500, or a [*StatusError]'s status).
 func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)) Option {
 	return func(c *config) { c.initialEvents = fn }
+}
+
+// WithLastEventID makes a [Decoder] start with this last event ID, as a
+// client reconnecting with Last-Event-ID does: ids persist across the
+// connections of one event source. Applies to [NewDecoder].
+func WithLastEventID(id string) Option {
+	return func(c *config) { c.lastEventID = id }
 }
