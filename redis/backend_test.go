@@ -1,0 +1,467 @@
+package sseredis_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gin-sse/sse"
+	sseredis "github.com/gin-sse/sse/redis"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// Publish on one server, receive on the other: two brokers share topics
+// and ids through Redis.
+func TestTwoBrokersShareRedis(t *testing.T) {
+	needRedis(t)
+	prefix := testPrefix(t)
+	a, b := newNode(t, redisAddr, prefix), newNode(t, redisAddr, prefix)
+	onB := b.connect(t, "", "kitchen")
+	onA := a.connect(t, "", "kitchen", "hall")
+
+	id := a.publish(t, "kitchen", "21.5")
+	ev := next(t, onB)
+	assert.Equal(t, id, ev.ID)
+	assert.Equal(t, "kitchen", ev.Event)
+	assert.Equal(t, "21.5", ev.Data)
+	assert.Equal(t, id, next(t, onA).ID, "the publishing server's own subscribers get it too")
+
+	id2 := b.publish(t, "kitchen", "22")
+	assert.Equal(t, id2, next(t, onA).ID)
+	assert.Equal(t, id2, next(t, onB).ID)
+
+	// One event on two topics reaches a subscriber of both once.
+	id3, err := b.broker.PublishTopics(context.Background(), []string{"kitchen", "hall"}, sse.Event{Data: "both"})
+	require.NoError(t, err)
+	id4 := a.publish(t, "hall", "hall only")
+	assert.Equal(t, id3, next(t, onA).ID)
+	assert.Equal(t, id4, next(t, onA).ID)
+	assert.Equal(t, id3, next(t, onB).ID)
+
+	_, err = a.broker.Publish("kitchen", sse.Event{ID: "mine", Data: "x"})
+	assert.ErrorIs(t, err, sseredis.ErrOwnID)
+}
+
+// A client that read some events on A and reconnects to B with its
+// Last-Event-ID gets exactly the events it missed, in order, on all its
+// topics, then the live ones.
+func TestReconnectToOtherServer(t *testing.T) {
+	needRedis(t)
+	prefix := testPrefix(t)
+	a, b := newNode(t, redisAddr, prefix), newNode(t, redisAddr, prefix)
+	s := a.connect(t, "", "x", "y")
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, a.publish(t, []string{"x", "y"}[i%2], strconv.Itoa(i)))
+	}
+	for i := range 2 {
+		ev := next(t, s)
+		require.Equal(t, ids[i], ev.ID)
+		require.Equal(t, strconv.Itoa(i), ev.Data)
+	}
+	last := s.LastEventID()
+	require.NoError(t, s.Close())
+
+	// Missed while away: published on both servers, some on another topic.
+	var missed []string
+	for i := 4; i < 10; i++ {
+		n := []*node{a, b}[i%2]
+		topic := []string{"x", "y", "z"}[i%3]
+		id := n.publish(t, topic, strconv.Itoa(i))
+		if topic != "z" {
+			missed = append(missed, id)
+		}
+	}
+	want := append(ids[2:], missed...)
+	// B's reader has seen the last of them (only then can B tell a
+	// Last-Event-ID it has not reached yet from a future one; see the
+	// README).
+	b.waitDispatched(t, want[len(want)-1], "x", "y")
+
+	s = b.connect(t, last, "x", "y")
+	assert.Empty(t, s.Response.Header.Get(sse.HeaderEventsLost))
+	var got []string
+	for range want {
+		got = append(got, next(t, s).ID)
+	}
+	assert.Equal(t, want, got)
+	live := a.publish(t, "y", "live")
+	assert.Equal(t, live, next(t, s).ID)
+}
+
+// Redis goes away mid-stream and comes back (with its data, from its
+// append-only file): Publish fails with ErrUnavailable meanwhile, open
+// streams stay open, and afterwards they get every event published after
+// the recovery exactly once.
+func TestRedisRestart(t *testing.T) {
+	needRedis(t)
+	if redisBinary == "" {
+		t.Skip("needs redis-server to restart it (SSE_REDIS_ADDR is set)")
+	}
+	srv, err := startRedis(t.TempDir(), 0)
+	require.NoError(t, err)
+	t.Cleanup(srv.stop)
+
+	readErrs := make(chan error, 100)
+	onError := sseredis.WithErrorHandler(func(err error) {
+		select {
+		case readErrs <- err:
+		default:
+		}
+	})
+	prefix := testPrefix(t)
+	backoff := sseredis.WithBackoff(10*time.Millisecond, 100*time.Millisecond)
+	a := newNode(t, srv.addr, prefix, backoff)
+	b := newNode(t, srv.addr, prefix, backoff, onError)
+	onA, onB := a.connect(t, "", "t"), b.connect(t, "", "t")
+
+	before := a.publish(t, "t", "before")
+	require.Equal(t, before, next(t, onA).ID)
+	require.Equal(t, before, next(t, onB).ID)
+
+	// A raw stream, to see its heartbeats (comments) while Redis is down.
+	raw := b.connect(t, "", "t")
+	lines := bufio.NewReader(raw.Response.Body)
+
+	srv.stop()
+	for heartbeats := 0; heartbeats < 2; {
+		line, err := lines.ReadString('\n')
+		require.NoError(t, err, "the stream stays open while Redis is down")
+		if strings.HasPrefix(line, ": heartbeat") {
+			heartbeats++
+		}
+	}
+	// A reconnect that needs a replay meanwhile gets 503 and Retry-After.
+	res, err := http.Get(a.url + "?topic=t&lastEventId=" + before)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	assert.NotEmpty(t, res.Header.Get("Retry-After"))
+	_, err = a.broker.Publish("t", sse.Event{Data: "while down"})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	select { // B's reader noticed
+	case err := <-readErrs:
+		assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	case <-time.After(guard):
+		t.Fatal("the reader reported no error while Redis was down")
+	}
+
+	require.NoError(t, srv.restart())
+	// Publish as soon as Redis answers again: the readers may still be
+	// waiting to reconnect; they resume from the last id they delivered.
+	var after []string
+	deadline := time.Now().Add(guard)
+	for len(after) < 3 {
+		id, err := a.broker.Publish("t", sse.Event{Data: "after " + strconv.Itoa(len(after))})
+		if err != nil {
+			require.ErrorIs(t, err, sseredis.ErrUnavailable)
+			require.True(t, time.Now().Before(deadline), "Redis did not come back: %v", err)
+			continue
+		}
+		after = append(after, id)
+	}
+	for i, id := range after {
+		assert.Equal(t, id, next(t, onA).ID, "A, event %d after the restart", i)
+		assert.Equal(t, id, next(t, onB).ID, "B, event %d after the restart", i)
+	}
+	// The history survived the restart: replay across it.
+	s := b.connect(t, before, "t")
+	for _, id := range after {
+		assert.Equal(t, id, next(t, s).ID)
+	}
+}
+
+// With a small history, a stale Last-Event-ID gets the broker's
+// events-lost signal; unknown and malformed ones too.
+func TestTrimmedHistorySignalsLost(t *testing.T) {
+	needRedis(t)
+	n := newNode(t, redisAddr, testPrefix(t), sseredis.WithMaxLen(10))
+	old := n.publish(t, "t", "old")
+	var last string
+	for i := range 300 { // MAXLEN ~ trims whole radix nodes of 100 entries
+		last = n.publish(t, "t", strconv.Itoa(i))
+	}
+	cases := []struct{ lastID, reason string }{
+		{old, "expired"},
+		{"99999999999999-0", "unknown"},
+		{"not-an-id", "malformed"},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			s := n.connect(t, c.lastID, "t")
+			assert.Equal(t, c.reason, s.Response.Header.Get(sse.HeaderEventsLost))
+			ev := next(t, s)
+			assert.Equal(t, sse.LostEventName, ev.Event)
+			assert.Contains(t, ev.Data, `"reason":"`+c.reason+`"`)
+			live := n.publish(t, "t", "live")
+			for ev.ID != live { // live events follow
+				ev = next(t, s)
+			}
+		})
+	}
+	t.Run("recent", func(t *testing.T) {
+		s := n.connect(t, last, "t")
+		assert.Empty(t, s.Response.Header.Get(sse.HeaderEventsLost))
+		live := n.publish(t, "t", "live")
+		ev := next(t, s)
+		if ev.ID != live { // the live events of the subtests above
+			for ev.ID != live {
+				assert.NotEqual(t, sse.LostEventName, ev.Event)
+				ev = next(t, s)
+			}
+		}
+	})
+}
+
+// startBackend starts a backend on its own prefix, delivering into a
+// channel.
+func startBackend(t *testing.T, client redis.UniversalClient, opts ...sseredis.Option) (*sseredis.Backend, string, <-chan sse.Message) {
+	t.Helper()
+	opts = append([]sseredis.Option{sseredis.WithPrefix(testPrefix(t))}, opts...)
+	be := sseredis.New(client, opts...)
+	ch := make(chan sse.Message, 1000)
+	pos, err := be.Start(func(m sse.Message) { ch <- m })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, be.Close()) })
+	return be, pos, ch
+}
+
+func pub(t *testing.T, be *sseredis.Backend, topics ...string) string {
+	t.Helper()
+	msg, err := be.Publish(context.Background(), topics, "", []byte("data: x\n\n"))
+	require.NoError(t, err)
+	return msg.ID
+}
+
+func ids(msgs []sse.Message) []string {
+	out := []string{}
+	for _, m := range msgs {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func TestReplay(t *testing.T) {
+	needRedis(t)
+	ctx := context.Background()
+	client := newClient(t, redisAddr)
+	be, pos, delivered := startBackend(t, client)
+	assert.Equal(t, "0-0", pos, "an empty stream starts at 0-0")
+
+	// a, b, a+b, c, b, a
+	e := []string{pub(t, be, "a"), pub(t, be, "b"), pub(t, be, "a", "b"), pub(t, be, "c"), pub(t, be, "b"), pub(t, be, "a")}
+	for i, id := range e { // delivered once each, in order, with all topics
+		select {
+		case m := <-delivered:
+			assert.Equal(t, id, m.ID, "delivery %d", i)
+			assert.Equal(t, "data: x\n\n", string(m.Body))
+			if i == 2 {
+				assert.Equal(t, []string{"a", "b"}, m.Topics)
+			}
+		case <-time.After(guard):
+			t.Fatalf("event %d not delivered", i)
+		}
+	}
+
+	cases := []struct {
+		name         string
+		topics       []string
+		after, until string
+		want         []string
+		err          error
+	}{
+		{"all from the start", []string{"a", "b", "c"}, "0-0", e[5], e, nil},
+		{"merged topics in publish order", []string{"a", "b"}, e[0], e[5], []string{e[1], e[2], e[4], e[5]}, nil},
+		{"one topic", []string{"b"}, "0-0", e[5], []string{e[1], e[2], e[4]}, nil},
+		{"up to until", []string{"a", "b", "c"}, e[1], e[3], []string{e[2], e[3]}, nil},
+		{"after == until", []string{"a"}, e[3], e[3], []string{}, nil},
+		{"after beyond until", []string{"a"}, e[4], e[2], []string{}, nil},
+		{"no until", []string{"a"}, e[2], "", []string{e[5]}, nil},
+		{"up to date", []string{"a"}, e[5], e[5], []string{}, nil},
+		{"newer than the stream", []string{"a"}, "99999999999999-0", e[5], nil, sse.ErrUnknownEventID},
+		{"never given out", []string{"a"}, idTime(t, e[0]) + "-999999", e[5], nil, sse.ErrUnknownEventID},
+		{"malformed", []string{"a"}, "1-x", e[5], nil, sse.ErrMalformedEventID},
+		{"not an id", []string{"a"}, "hello", e[5], nil, sse.ErrMalformedEventID},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := be.Replay(ctx, c.topics, c.after, c.until)
+			if c.err != nil {
+				assert.ErrorIs(t, err, c.err)
+				assert.ErrorIs(t, err, sse.ErrEventsLost)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, c.want, ids(got))
+		})
+	}
+
+	_, err := be.Publish(ctx, []string{"a"}, "own", nil)
+	assert.ErrorIs(t, err, sseredis.ErrOwnID)
+	_, err = be.Start(func(sse.Message) {})
+	assert.ErrorIs(t, err, sse.ErrBackendStarted)
+
+	// A second backend on the same prefix starts at the last id and
+	// replays the same history: ids hold across servers and restarts.
+	other := sseredis.New(client, sseredis.WithPrefix(be.Key()[:len(be.Key())-len("events")]))
+	pos, err = other.Start(func(sse.Message) {})
+	require.NoError(t, err)
+	assert.Equal(t, e[5], pos)
+	got, err := other.Replay(ctx, []string{"a", "b"}, e[0], pos)
+	require.NoError(t, err)
+	assert.Equal(t, []string{e[1], e[2], e[4], e[5]}, ids(got))
+	require.NoError(t, other.Close())
+	_, err = other.Publish(ctx, []string{"a"}, "", nil)
+	assert.ErrorIs(t, err, sse.ErrBackendClosed)
+}
+
+// Trimming: the id just before the oldest entry kept still replays (nothing
+// after it is lost); an older one is expired.
+func TestReplayAfterTrim(t *testing.T) {
+	needRedis(t)
+	ctx := context.Background()
+	client := newClient(t, redisAddr)
+	be, _, _ := startBackend(t, client, sseredis.WithMaxLen(10))
+	var e []string
+	for range 250 {
+		e = append(e, pub(t, be, "a"))
+	}
+	kept, err := client.XRange(ctx, be.Key(), "-", "+").Result()
+	require.NoError(t, err)
+	require.Less(t, len(kept), 250, "trimmed")
+	require.GreaterOrEqual(t, len(kept), 10)
+	firstIdx := 250 - len(kept)
+	require.Equal(t, e[firstIdx], kept[0].ID)
+
+	got, err := be.Replay(ctx, []string{"a"}, e[firstIdx-1], e[249])
+	require.NoError(t, err)
+	assert.Equal(t, e[firstIdx:], ids(got))
+	got, err = be.Replay(ctx, []string{"a"}, e[firstIdx], e[249])
+	require.NoError(t, err)
+	assert.Equal(t, e[firstIdx+1:], ids(got))
+	for _, after := range []string{e[firstIdx-2], e[0], "0-0"} {
+		_, err = be.Replay(ctx, []string{"a"}, after, e[249])
+		assert.ErrorIs(t, err, sse.ErrHistoryExpired, after)
+	}
+}
+
+func TestMaxAge(t *testing.T) {
+	needRedis(t)
+	ctx := context.Background()
+	client := newClient(t, redisAddr)
+	be, _, _ := startBackend(t, client, sseredis.WithMaxLen(0), sseredis.WithMaxAge(time.Millisecond))
+	first := pub(t, be, "a")
+	// MINID ~ trims whole radix nodes: fill more than one, with a clock
+	// tick between the first node and the last entry.
+	var last string
+	for range 250 {
+		last = pub(t, be, "a")
+	}
+	for idTime(t, last) == idTime(t, first) {
+		last = pub(t, be, "a")
+	}
+	last = pub(t, be, "a")
+	n, err := client.XLen(ctx, be.Key()).Result()
+	require.NoError(t, err)
+	assert.Less(t, n, int64(252), "old entries trimmed")
+	assert.Positive(t, n, "the newest entry is kept")
+	_, err = be.Replay(ctx, []string{"a"}, first, last)
+	assert.ErrorIs(t, err, sse.ErrHistoryExpired)
+}
+
+func idTime(t *testing.T, id string) string {
+	t.Helper()
+	ms, _, ok := cut(id)
+	require.True(t, ok)
+	return ms
+}
+
+func cut(id string) (string, string, bool) {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			return id[:i], id[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// Close stops the reader promptly, even while it is blocked in XREAD, and
+// leaves no goroutine behind.
+func TestCloseNoLeak(t *testing.T) {
+	needRedis(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	client := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer func() { _ = client.Close() }()
+	be := sseredis.New(client, sseredis.WithPrefix(testPrefix(t)), sseredis.WithBlock(time.Minute))
+	var delivered atomic.Int64
+	_, err := be.Start(func(sse.Message) { delivered.Add(1) })
+	require.NoError(t, err)
+	pub(t, be, "a")
+	start := time.Now()
+	require.NoError(t, be.Close())
+	assert.Less(t, time.Since(start), 5*time.Second, "Close unblocks the reader")
+	require.NoError(t, be.Close(), "a second Close is harmless")
+
+	// Start on an unreachable Redis fails with a testable error.
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer func() { _ = down.Close() }()
+	be = sseredis.New(down)
+	_, err = be.Start(func(sse.Message) {})
+	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	require.NoError(t, be.Close())
+}
+
+// Many concurrent publishers on two backends: each reader delivers every
+// event once, in the same order.
+func TestConcurrentPublishOrder(t *testing.T) {
+	needRedis(t)
+	client := newClient(t, redisAddr)
+	one, _, d1 := startBackend(t, client)
+	two := sseredis.New(newClient(t, redisAddr), sseredis.WithPrefix(one.Key()[:len(one.Key())-len("events")]))
+	d2 := make(chan sse.Message, 1000)
+	_, err := two.Start(func(m sse.Message) { d2 <- m })
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, two.Close()) })
+
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := range 8 {
+		be := []*sseredis.Backend{one, two}[i%2]
+		wg.Go(func() {
+			for range 50 {
+				if _, err := be.Publish(context.Background(), []string{"a"}, "", []byte("data: x\n\n")); err != nil {
+					errs.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Zero(t, errs.Load())
+	recv := func(ch <-chan sse.Message) []string {
+		var out []string
+		for range 400 {
+			select {
+			case m := <-ch:
+				out = append(out, m.ID)
+			case <-time.After(guard):
+				t.Fatal("not all delivered")
+			}
+		}
+		return out
+	}
+	got1, got2 := recv(d1), recv(d2)
+	assert.Equal(t, got1, got2)
+	for i := 1; i < len(got1); i++ {
+		assert.NotEqual(t, got1[i-1], got1[i])
+	}
+}

@@ -1,0 +1,131 @@
+package sseredis_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gin-sse/sse"
+	sseredis "github.com/gin-sse/sse/redis"
+	"github.com/gin-sse/sse/ssetest"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// guard bounds every wait of the tests.
+const guard = 10 * time.Second
+
+var prefixSeq atomic.Int64
+
+// testPrefix is a key prefix of its own for t, so tests sharing a Redis do
+// not see each other's events.
+// Its stream is deleted at the end of t (a shared SSE_REDIS_ADDR is left
+// clean).
+func testPrefix(t *testing.T) string {
+	prefix := "ssetest:" + strings.ReplaceAll(t.Name(), "/", ":") + ":" +
+		strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(prefixSeq.Add(1), 10) + ":"
+	t.Cleanup(func() {
+		c := redis.NewClient(&redis.Options{Addr: redisAddr, MaxRetries: -1})
+		defer func() { _ = c.Close() }()
+		_ = c.Del(context.Background(), prefix+"events").Err()
+	})
+	return prefix
+}
+
+// newClient returns a Redis client for addr, closed at the end of t.
+func newClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, DialerRetries: 1, MaxRetries: 1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// node is one app server: a broker over a Redis backend, served over HTTP.
+type node struct {
+	backend *sseredis.Backend
+	broker  *sse.Broker
+	url     string // of the events handler, without query
+}
+
+// newNode starts a node on addr with its own Redis client, stopped at the
+// end of t.
+func newNode(t *testing.T, addr, prefix string, opts ...sseredis.Option) *node {
+	t.Helper()
+	opts = append([]sseredis.Option{
+		sseredis.WithPrefix(prefix),
+		sseredis.WithErrorHandler(func(error) {}),
+	}, opts...)
+	backend := sseredis.New(newClient(t, addr), opts...)
+	b, err := sse.NewBroker(sse.WithBackend(backend), sse.WithHeartbeat(100*time.Millisecond))
+	require.NoError(t, err)
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		defer cancel()
+		require.NoError(t, b.Shutdown(ctx))
+	})
+	return &node{backend: backend, broker: b, url: srv.URL + "/events"}
+}
+
+// connect opens a stream on n for topics, resuming after lastID when set.
+func (n *node) connect(t *testing.T, lastID string, topics ...string) *ssetest.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	url := n.url + "?topic=" + strings.Join(topics, "&topic=")
+	var h http.Header
+	if lastID != "" {
+		h = http.Header{"Last-Event-Id": {lastID}}
+	}
+	s, err := ssetest.Connect(ctx, nil, url, h)
+	if err != nil {
+		cancel()
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { _ = s.Close(); cancel() })
+	return s
+}
+
+// publish publishes data on topic through n and returns its id.
+func (n *node) publish(t *testing.T, topic, data string) string {
+	t.Helper()
+	id, err := n.broker.Publish(topic, sse.Event{Event: topic, Data: data})
+	require.NoError(t, err)
+	return id
+}
+
+// next returns the next event of s.
+func next(t *testing.T, s *ssetest.Stream) sse.Event {
+	t.Helper()
+	ev, err := s.Next()
+	require.NoError(t, err)
+	return ev
+}
+
+// waitDispatched waits until n's broker has delivered the event with id to
+// its local subscribers (its reader caught up with it), using a
+// subscription of its own on topics.
+func (n *node) waitDispatched(t *testing.T, id string, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	sub, err := n.broker.Subscribe(ctx, topics, "0-0")
+	require.NoError(t, err)
+	defer sub.Close()
+	for {
+		ev, err := sub.Next()
+		require.NoError(t, err, "waiting for %s on a subscription", id)
+		if ev.ID == id {
+			return
+		}
+	}
+}
