@@ -36,6 +36,12 @@ var (
 	ErrInvalidTopic = errors.New("sse: invalid topic")
 	// ErrUnknownTopic reports a topic outside those given to [WithTopics].
 	ErrUnknownTopic = errors.New("sse: unknown topic")
+	// ErrReplayFailed reports that the backend could not replay the
+	// events a reconnecting client missed (say, its store is down). The
+	// handler then asks the client to come back later with the same
+	// Last-Event-ID (a 200 stream holding only a "retry:" field), since
+	// a browser's EventSource gives up for good on an error status.
+	ErrReplayFailed = errors.New("sse: replay failed")
 	// ErrForbidden is the default refusal of the authorize hook
 	// ([WithAuthorize]): the handler answers 403.
 	ErrForbidden = errors.New("sse: forbidden")
@@ -301,15 +307,16 @@ type subscriber struct {
 	mu     sync.Mutex
 	queue  []*frame
 	spare  []*frame
-	head   int   // frames at the front of queue that were prepended
-	reason error // why kicked
-	lost   error // why the missed events could not be replayed
+	head   int    // frames at the front of queue that were prepended
+	skip   string // drop frames up to this id: the client has them
+	reason error  // why kicked
+	lost   error  // why the missed events could not be replayed
 }
 
 // push queues f without blocking.
 func (s *subscriber) push(f *frame) {
 	s.mu.Lock()
-	if s.reason != nil {
+	if s.reason != nil || s.skipLocked(f) {
 		s.mu.Unlock()
 		return
 	}
@@ -466,6 +473,14 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 	var err error
 	if len(lastID) > maxIDLen || containsAny(lastID, true) {
 		err = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
+	} else if b.ahead(lastID, until) {
+		// The client has seen events this process has not delivered yet
+		// (its backend reader lags behind another server's): check that
+		// the id is real, then skip what it already has as it arrives.
+		if _, err = b.backend.Replay(ctx, s.info.Topics, lastID, lastID); err == nil {
+			s.skipThrough(lastID)
+			return nil, nil
+		}
 	} else {
 		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
 	}
@@ -474,13 +489,52 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 		s.lost = err
 		return []*frame{lostFrame(err, lastID, until)}, nil
 	case err != nil:
-		return nil, fmt.Errorf("sse: replay: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 	}
 	head := make([]*frame, len(msgs))
 	for i, m := range msgs {
 		head[i] = newFrame(m)
 	}
 	return head, nil
+}
+
+// ahead reports whether id comes after position, for backends that can
+// order their ids.
+func (b *Broker) ahead(id, position string) bool {
+	cmp, ok := b.backend.(IDComparer)
+	if !ok || position == "" {
+		return false
+	}
+	c, err := cmp.CompareIDs(id, position)
+	return err == nil && c > 0
+}
+
+// skipThrough drops the frames up to and including id, queued now or
+// later: the client already has them.
+func (s *subscriber) skipThrough(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.skip = id
+	kept := s.queue[:0]
+	for _, f := range s.queue {
+		if !s.skipLocked(f) {
+			kept = append(kept, f)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+}
+
+// skipLocked reports whether f is one the client already has.
+func (s *subscriber) skipLocked(f *frame) bool {
+	if s.skip == "" {
+		return false
+	}
+	if c, err := s.b.backend.(IDComparer).CompareIDs(f.id, s.skip); err == nil && c > 0 {
+		s.skip = "" // past the client's position: deliver from here on
+		return false
+	}
+	return true
 }
 
 // lostReason names the reason of an ErrEventsLost error.

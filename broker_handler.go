@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -56,6 +57,11 @@ func Topics(topics ...string) TopicsFunc {
 //   - 429 with Retry-After beyond [WithMaxPerIP];
 //   - 406 and 500 as [Middleware] does.
 //
+// When the backend cannot replay what a reconnecting client missed
+// ([ErrReplayFailed]), the answer is a stream holding only a "retry:"
+// field (the Retry-After delay), so that the client comes back later with
+// the same Last-Event-ID instead of giving up.
+//
 // A client that reconnects with Last-Event-ID first gets the events it
 // missed on its topics, then the live ones. When they cannot be replayed
 // it gets the [HeaderEventsLost] header and the [LostEventName] event
@@ -97,6 +103,20 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
 		s, err := b.subscribe(ctx, ts, lastID, ip, initial)
+		if errors.Is(err, ErrReplayFailed) {
+			// An error status would end a browser's EventSource for good:
+			// answer with a stream that asks it to come back later with
+			// the same Last-Event-ID.
+			_ = c.Error(err)
+			if !started {
+				if w, started = startStream(c, &cfg, false); !started {
+					return
+				}
+			}
+			_ = w.Send(Event{Comment: "replay unavailable, retry later", Retry: max(b.cfg.retryAfter, time.Second)})
+			w.finish()
+			return
+		}
 		if err != nil {
 			status := b.statusOf(err, http.StatusInternalServerError)
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {

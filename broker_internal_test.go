@@ -1,9 +1,19 @@
 package sse
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -89,4 +99,136 @@ func TestCheckTopics(t *testing.T) {
 	assert.Equal(t, []string{"x", "y"}, got)
 	_, err = b.checkTopics([]string{"x", "bad\x7f"})
 	assert.ErrorIs(t, err, ErrInvalidTopic)
+}
+
+// lagBackend stores events at once but delivers them only when told, like a
+// shared store whose reader in this process lags behind other servers.
+type lagBackend struct {
+	mu         sync.Mutex
+	msgs       []Message
+	delivered  int
+	deliver    func(Message)
+	failReplay error
+}
+
+func (l *lagBackend) Start(deliver func(Message)) (string, error) {
+	l.deliver = deliver
+	return "0", nil
+}
+
+func (l *lagBackend) Publish(_ context.Context, topics []string, _ string, body []byte) (Message, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := Message{ID: strconv.Itoa(len(l.msgs) + 1), Topics: topics, Body: body}
+	l.msgs = append(l.msgs, msg)
+	return msg, nil
+}
+
+// catchUp delivers every stored message not delivered yet.
+func (l *lagBackend) catchUp() {
+	l.mu.Lock()
+	pending := l.msgs[l.delivered:]
+	l.delivered = len(l.msgs)
+	l.mu.Unlock()
+	for _, m := range pending {
+		l.deliver(m)
+	}
+}
+
+func (l *lagBackend) Replay(_ context.Context, _ []string, after, until string) ([]Message, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failReplay != nil {
+		return nil, l.failReplay
+	}
+	a, err1 := strconv.Atoi(after)
+	u, err2 := strconv.Atoi(until)
+	if err1 != nil || err2 != nil || a > len(l.msgs) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEventID, after)
+	}
+	if u < a {
+		return nil, nil
+	}
+	return slices.Clone(l.msgs[a:u]), nil
+}
+
+func (l *lagBackend) CompareIDs(a, b string) (int, error) {
+	x, err1 := strconv.Atoi(a)
+	y, err2 := strconv.Atoi(b)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return cmp.Compare(x, y), nil
+}
+
+func (l *lagBackend) Close() error { return nil }
+
+func queuedIDs(s *subscriber) []string {
+	var ids []string
+	for _, f := range s.take() {
+		ids = append(ids, f.id)
+	}
+	return ids
+}
+
+// A client that reconnects with an id this process has not delivered yet
+// (another server sent it) gets the later events once, not twice.
+func TestBrokerClientAheadOfDelivery(t *testing.T) {
+	lag := &lagBackend{}
+	b, err := NewBroker(WithBackend(lag))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	for range 2 {
+		_, err := b.Publish("t", Event{Data: "x"})
+		require.NoError(t, err)
+	}
+	lag.catchUp() // this process has delivered 1 and 2
+	for range 3 {
+		_, err := b.Publish("t", Event{Data: "x"})
+		require.NoError(t, err)
+	}
+	s, err := b.subscribe(context.Background(), []string{"t"}, "4", "", nil)
+	require.NoError(t, err)
+	defer b.remove(s, false)
+	require.NoError(t, s.lost)
+	lag.catchUp() // 3, 4 and 5 arrive: the client has 3 and 4
+	_, err = b.Publish("t", Event{Data: "x"})
+	require.NoError(t, err)
+	lag.catchUp()
+	assert.Equal(t, []string{"5", "6"}, queuedIDs(s))
+
+	// An id from the future that the store does not know is lost, not
+	// waited for forever.
+	f, err := b.subscribe(context.Background(), []string{"t"}, "99", "", nil)
+	require.NoError(t, err)
+	defer b.remove(f, false)
+	assert.ErrorIs(t, f.lost, ErrUnknownEventID)
+}
+
+// When the store cannot replay, the handler asks the client to come back
+// later with the same Last-Event-ID: a 200 stream with only a retry field,
+// since an error status ends a browser's EventSource for good.
+func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
+	lag := &lagBackend{failReplay: errors.New("store down")}
+	b, err := NewBroker(WithBackend(lag), WithRetryAfter(7*time.Second))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	_, err = b.Publish("t", Event{Data: "x"})
+	require.NoError(t, err)
+	lag.catchUp()
+
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.GET("/events", b.Handler(Topics("t")))
+	req := httptest.NewRequest(http.MethodGet, "/events", nil)
+	req.Header.Set("Last-Event-ID", "0")
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, ContentType, rec.Header().Get("Content-Type"))
+	assert.Equal(t, ": ok\n\n: replay unavailable, retry later\nretry: 7000\n\n", rec.Body.String())
+	assert.Zero(t, b.Subscribers(""))
+
+	_, err = b.Subscribe(context.Background(), []string{"t"}, "0")
+	assert.ErrorIs(t, err, ErrReplayFailed)
 }

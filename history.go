@@ -80,6 +80,16 @@ type Backend interface {
 	Close() error
 }
 
+// IDComparer is implemented by a [Backend] whose ids are ordered across
+// processes (as Redis stream ids are) and whose delivery to a process may
+// lag behind what another process already sent a client. CompareIDs
+// returns -1, 0 or +1 as a is before, equal to or after b. The broker uses
+// it when a client reconnects with an id its process has not delivered
+// yet, to skip those events instead of sending them twice.
+type IDComparer interface {
+	CompareIDs(a, b string) (int, error)
+}
+
 // MemoryBackend is the in-memory [Backend]: a history bounded by count,
 // age and bytes, for one broker. Ids it gives out have the
 // form "<epoch>-<n>", where epoch is fixed when the backend is created, so

@@ -551,3 +551,18 @@ func intersects(a, b []string) bool {
 	}
 	return false
 }
+
+// CompareIDs orders two event ids of this backend (Redis stream ids),
+// returning -1, 0 or +1. It implements [sse.IDComparer], which lets a
+// broker whose reader lags behind another server skip the events a
+// reconnecting client already got there.
+func (b *Backend) CompareIDs(x, y string) (int, error) {
+	a, ok1 := parseID(x)
+	c, ok2 := parseID(y)
+	if !ok1 || !ok2 {
+		return 0, fmt.Errorf("%w: %q, %q", sse.ErrMalformedEventID, x, y)
+	}
+	return a.cmp(c), nil
+}
+
+var _ sse.IDComparer = (*Backend)(nil)

@@ -110,22 +110,3 @@ func next(t *testing.T, s *ssetest.Stream) sse.Event {
 	require.NoError(t, err)
 	return ev
 }
-
-// waitDispatched waits until n's broker has delivered the event with id to
-// its local subscribers (its reader caught up with it), using a
-// subscription of its own on topics.
-func (n *node) waitDispatched(t *testing.T, id string, topics ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	defer cancel()
-	sub, err := n.broker.Subscribe(ctx, topics, "0-0")
-	require.NoError(t, err)
-	defer sub.Close()
-	for {
-		ev, err := sub.Next()
-		require.NoError(t, err, "waiting for %s on a subscription", id)
-		if ev.ID == id {
-			return
-		}
-	}
-}
