@@ -152,8 +152,9 @@ type Broker struct {
 // NewBroker returns a broker. It accepts [WithBackend] (default: an
 // in-memory history sized by [WithHistory]), [WithQueueSize],
 // [WithOverflow], [WithMaxSubscribers], [WithMaxPerIP], [WithRetryAfter],
-// [WithTopics], [WithAuthorize], [WithOnSubscribe], [WithOnUnsubscribe] and
-// [WithShutdownEvent], and the stream options ([WithHeartbeat],
+// [WithTopics], [WithAuthorize], [WithOnSubscribe], [WithOnUnsubscribe],
+// [WithShutdownEvent] and [WithInitialEvents], and the stream options
+// ([WithHeartbeat],
 // [WithWriteTimeout], [WithRetry], [WithRequireAccept],
 // [WithLastEventIDQuery]) for the streams of [Broker.Handler].
 func NewBroker(opts ...Option) (*Broker, error) {
