@@ -109,7 +109,7 @@ type target struct {
 func main() {
 	quick := flag.Bool("quick", false, "scaled-down scenarios (under 2 minutes)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario, the median is reported (default 3, or 2 with -quick)")
-	implList := flag.String("impls", strings.Join(impls.Names, ","), "implementations, comma-separated")
+	implList := flag.String("impls", strings.Join(impls.Names, ","), "implementations, comma-separated; "+impls.RedisName+" (not in the default list) runs against a redis-server that benchall starts")
 	scenList := flag.String("scenarios", "a,b,c,d", "scenarios, comma-separated")
 	bin := flag.String("bin", "bin", "directory holding sseserver and sseload")
 	out := flag.String("out", "results.json", "JSON results file ('' to skip)")
@@ -135,6 +135,20 @@ func main() {
 	for _, n := range names {
 		if !impls.Valid(n) {
 			log.Fatalf("unknown implementation %q", n)
+		}
+	}
+	if slices.Contains(names, impls.RedisName) {
+		rs, err := startRedis()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "SKIP %s: %v\n", impls.RedisName, err)
+			names = slices.DeleteFunc(names, func(n string) bool { return n == impls.RedisName })
+			if len(names) == 0 {
+				os.Exit(1)
+			}
+		} else {
+			redisServer = rs
+			defer rs.stop()
+			fmt.Fprintf(os.Stderr, "redis-server %s (pid %d) for %s\n", rs.addr, rs.cmd.Process.Pid, impls.RedisName)
 		}
 	}
 	var scens []scenario
@@ -204,8 +218,12 @@ func main() {
 	}
 }
 
+// must ends the program on err (stopping the redis-server it started).
 func must(err error) {
 	if err != nil {
+		if redisServer != nil {
+			redisServer.stop()
+		}
 		log.Fatal(err)
 	}
 }
@@ -224,10 +242,14 @@ func measure(bin, impl string, sc scenario, cpuprofile string) (load.Result, flo
 		return res, 0
 	}
 	args := []string{"-impl", impl, "-addr", addr}
+	if impl == impls.RedisName {
+		args = append(args, "-redis", redisServer.addr)
+	}
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
 	}
 	before := readStat()
+	redisBefore := redisServer.cpu()
 	srv := exec.Command(filepath.Join(bin, "sseserver"), args...)
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
@@ -252,7 +274,8 @@ func measure(bin, impl string, sc scenario, cpuprofile string) (load.Result, flo
 	res.Impl = impl
 	stop(srv)
 	after := readStat()
-	ours := cpuTime(srv.ProcessState) + cpuTime(ld.ProcessState)
+	// The redis-server is part of gin-sse-redis, not a foreign process.
+	ours := cpuTime(srv.ProcessState) + cpuTime(ld.ProcessState) + redisServer.cpu() - redisBefore
 	foreign := 0.0
 	if total := after.total - before.total; total > 0 {
 		foreign = max(after.busy-before.busy-ours, 0) / total
@@ -421,7 +444,7 @@ func find(list []*summary, impl string) *summary {
 func peers(list []*summary) []*summary {
 	var p []*summary
 	for _, s := range list {
-		if s.Impl != "gin-sse" && s.Impl != "bare" {
+		if s.Impl != "gin-sse" && s.Impl != "bare" && s.Impl != impls.RedisName {
 			p = append(p, s)
 		}
 	}
@@ -461,7 +484,7 @@ func targets(rep report) []target {
 		}
 	}
 	if list := rep.Medians["b"]; list != nil {
-		if g := find(list, "gin-sse"); g != nil {
+		if g := find(list, "gin-sse"); g != nil && len(peers(list)) > 0 {
 			met, worst := g.Failed == 0, []string{}
 			for _, p := range peers(list) {
 				if p.Failed == 0 && g.P99us >= p.P99us {

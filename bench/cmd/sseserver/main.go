@@ -20,7 +20,8 @@ import (
 )
 
 func main() {
-	impl := flag.String("impl", "gin-sse", fmt.Sprintf("implementation: one of %v", impls.Names))
+	impl := flag.String("impl", "gin-sse", fmt.Sprintf("implementation: one of %v, or %s (needs -redis)", impls.Names, impls.RedisName))
+	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address for "+impls.RedisName)
 	addr := flag.String("addr", "127.0.0.1:8089", "listen address")
 	queue := flag.Int("queue", 1<<20, "gin-sse queue size (events per subscriber); gin channel buffer (capped at 4096)")
 	heartbeat := flag.Int("heartbeat", 0, "gin-sse heartbeat interval in seconds (0: off, as the peers)")
@@ -29,7 +30,7 @@ func main() {
 	flag.Parse()
 
 	raiseNoFile()
-	im, err := impls.New(*impl, impls.Options{QueueSize: *queue, Heartbeat: *heartbeat})
+	im, err := impls.New(*impl, impls.Options{QueueSize: *queue, Heartbeat: *heartbeat, RedisAddr: *redisAddr})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -15,11 +15,11 @@ type ginSSE struct {
 	r *gin.Engine
 }
 
-func newGinSSE(o Options) (*ginSSE, error) {
-	b, err := sse.NewBroker(
+func newGinSSE(o Options, extra ...sse.Option) (*ginSSE, error) {
+	b, err := sse.NewBroker(append([]sse.Option{
 		sse.WithQueueSize(o.QueueSize),
-		sse.WithHeartbeat(time.Duration(o.Heartbeat)*time.Second),
-	)
+		sse.WithHeartbeat(time.Duration(o.Heartbeat) * time.Second),
+	}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

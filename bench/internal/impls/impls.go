@@ -32,6 +32,8 @@ type Options struct {
 	// Heartbeat is gin-sse's heartbeat interval (0 disables it; the peers
 	// send none).
 	Heartbeat int // seconds
+	// RedisAddr is the Redis of gin-sse-redis (host:port).
+	RedisAddr string
 }
 
 // Names lists the implementations, the ceiling (bare) first.
@@ -47,6 +49,8 @@ func New(name string, o Options) (Impl, error) {
 		return newBare(), nil
 	case "gin-sse":
 		return newGinSSE(o)
+	case RedisName:
+		return newGinSSERedis(o)
 	case "gin":
 		return newGin(o), nil
 	case "r3labs":
@@ -54,11 +58,11 @@ func New(name string, o Options) (Impl, error) {
 	case "gosse":
 		return newGoSSE(), nil
 	}
-	return nil, fmt.Errorf("unknown implementation %q (want one of %v)", name, Names)
+	return nil, fmt.Errorf("unknown implementation %q (want one of %v or %s)", name, Names, RedisName)
 }
 
 // Valid reports whether name is a known implementation.
-func Valid(name string) bool { return slices.Contains(Names, name) }
+func Valid(name string) bool { return slices.Contains(Names, name) || name == RedisName }
 
 // AppendPayload appends the data of event seq: "<seq> <unix ns> " and
 // padding up to size bytes.

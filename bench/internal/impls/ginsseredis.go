@@ -1,0 +1,51 @@
+package impls
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gin-sse/sse"
+	sseredis "github.com/gin-sse/sse/redis"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisName is gin-sse's broker over the Redis backend. It is not in
+// Names: it needs a Redis (Options.RedisAddr), so it runs only when asked
+// for.
+const RedisName = "gin-sse-redis"
+
+// ginSSERedis is gin-sse with sseredis as its backend: every Publish is an
+// XADD, and the events reach the subscribers through the backend's reader
+// (one blocking XREAD connection), as they would on every instance of a
+// cluster.
+type ginSSERedis struct {
+	*ginSSE
+	rdb *redis.Client
+	key string
+}
+
+func newGinSSERedis(o Options) (*ginSSERedis, error) {
+	if o.RedisAddr == "" {
+		return nil, fmt.Errorf("%s needs a Redis address", RedisName)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
+	// A prefix of its own, so that runs sharing a Redis do not see each
+	// other's events; the stream is deleted by Close.
+	backend := sseredis.New(rdb, sseredis.WithPrefix(fmt.Sprintf("ssebench:%d-%d:", os.Getpid(), time.Now().UnixNano())))
+	g, err := newGinSSE(o, sse.WithBackend(backend))
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &ginSSERedis{ginSSE: g, rdb: rdb, key: backend.Key()}, nil
+}
+
+func (g *ginSSERedis) Close() {
+	g.ginSSE.Close() // closes the backend
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = g.rdb.Del(ctx, g.key).Err()
+	_ = g.rdb.Close()
+}
