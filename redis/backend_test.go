@@ -471,3 +471,32 @@ func TestConcurrentPublishOrder(t *testing.T) {
 		assert.NotEqual(t, got1[i-1], got1[i])
 	}
 }
+
+// An app instance that restarts (a new broker and backend on the same
+// Redis, started after the events were published) still replays what a
+// client missed: the history lives in Redis, not in the process.
+func TestAppRestartKeepsReplay(t *testing.T) {
+	needRedis(t)
+	prefix := testPrefix(t)
+	old := newNode(t, redisAddr, prefix)
+	s := old.connect(t, "", "x")
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, old.publish(t, "x", strconv.Itoa(i)))
+	}
+	for i := range 2 {
+		require.Equal(t, ids[i], next(t, s).ID)
+	}
+	last := s.LastEventID()
+	require.NoError(t, s.Close())
+
+	restarted := newNode(t, redisAddr, prefix) // starts after every event above
+	s = restarted.connect(t, last, "x")
+	assert.Empty(t, s.Response.Header.Get(sse.HeaderEventsLost))
+	for _, want := range ids[2:] {
+		ev := next(t, s)
+		assert.Equal(t, want, ev.ID)
+	}
+	live := restarted.publish(t, "x", "after restart")
+	assert.Equal(t, live, next(t, s).ID)
+}
