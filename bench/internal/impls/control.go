@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,10 @@ type Stats struct {
 //	POST /publish?n=N&rate=R&size=S  publish N events in the background,
 //	                                 R per second (0: as fast as possible),
 //	                                 data padded to S bytes; 202 at once
-//	GET  /stats[?mem=1]              Stats as JSON (with the runtime's
-//	                                 memory figures when mem=1)
+//	GET  /stats[?mem=1][&gc=1]       Stats as JSON (with the runtime's
+//	                                 memory figures when mem=1; gc=1 first
+//	                                 runs a GC and returns freed memory to
+//	                                 the OS, for the soak's after figure)
 type Server struct {
 	name       string
 	impl       Impl
@@ -54,6 +57,9 @@ func NewServer(name string, impl Impl) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("gc") == "1" {
+		debug.FreeOSMemory() // runs a GC first
+	}
 	st := Stats{
 		Impl:        s.name,
 		PID:         os.Getpid(),

@@ -1,0 +1,473 @@
+// Command soak holds many clients on a gin-sse broker for a while, cutting
+// and reconnecting them at random (with Last-Event-ID) while events are
+// published at a steady rate, then checks that every client received every
+// event exactly once, in order, and reports the server's goroutines and RSS
+// before, during and after. It exits with status 1 on any loss or duplicate.
+//
+//	cd bench && go run ./cmd/soak -clients 10000 -duration 60s -rate 10
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gin-sse/sse"
+	"github.com/gin-sse/sse/client"
+)
+
+func main() {
+	clients := flag.Int("clients", 10000, "clients held open")
+	duration := flag.Duration("duration", 60*time.Second, "how long the clients are held while events are published")
+	rate := flag.Int("rate", 10, "events published per second on the one topic")
+	size := flag.Int("size", 64, "event data size in bytes")
+	meanCut := flag.Duration("mean-cut", 10*time.Second, "mean time between a client's own disconnects (exponential)")
+	retry := flag.Duration("retry", 100*time.Millisecond, "client reconnection time")
+	server := flag.String("server", "", "sseserver binary (default: build the current one into a temporary directory)")
+	addr := flag.String("addr", "127.0.0.1:8093", "server listen address")
+	sourceAddrs := flag.Int("source-addrs", 64, "spread connections over this many loopback source addresses (0: one)")
+	drain := flag.Duration("drain", 60*time.Second, "longest wait for every client to get the last event")
+	settle := flag.Duration("settle", 30*time.Second, "longest wait for goroutines and RSS to return near the baseline")
+	flag.Parse()
+	raiseNoFile()
+
+	ok, err := run(cfg{
+		clients: *clients, duration: *duration, rate: *rate, size: *size, meanCut: *meanCut, retry: *retry,
+		server: *server, addr: *addr, sourceAddrs: *sourceAddrs, drain: *drain, settle: *settle,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+type cfg struct {
+	clients        int
+	duration       time.Duration
+	rate, size     int
+	meanCut, retry time.Duration
+	server, addr   string
+	sourceAddrs    int
+	drain, settle  time.Duration
+}
+
+type stats struct {
+	PID         int   `json:"pid"`
+	Subscribers int   `json:"subscribers"`
+	Published   int64 `json:"published"`
+	Publishing  bool  `json:"publishing"`
+	Errors      int64 `json:"errors"`
+	Goroutines  int   `json:"goroutines"`
+}
+
+// tracker checks one client's sequence numbers.
+type tracker struct {
+	mu        sync.Mutex
+	next      int // the sequence number expected next
+	delivered int64
+	lost      int64
+	dup       int64
+	opens     int
+	cut       *time.Timer
+	stopped   bool
+}
+
+// record checks seq against the expected next one.
+func (t *tracker) record(seq int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case seq == t.next:
+		t.next++
+		t.delivered++
+	case seq < t.next:
+		t.dup++ // a repeat (or one arriving out of order)
+	default:
+		if gaps.Add(1) <= 5 {
+			log.Printf("gap: expected %d, got %d (connection %d)", t.next, seq, t.opens)
+		}
+		t.lost += int64(seq - t.next)
+		t.next = seq + 1
+		t.delivered++
+	}
+}
+
+func (t *tracker) done(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next >= n
+}
+
+var gaps atomic.Int64
+
+// parseSeq reads the sequence number at the start of an event's data.
+func parseSeq(data string) (int, error) {
+	i := 0
+	for i < len(data) && data[i] != ' ' {
+		i++
+	}
+	return strconv.Atoi(data[:i])
+}
+
+func run(c cfg) (bool, error) {
+	bin, cleanup, err := serverBinary(c.server)
+	if err != nil {
+		return false, err
+	}
+	defer cleanup()
+	srv := exec.Command(bin, "-impl", "gin-sse", "-addr", c.addr)
+	srv.Stderr = os.Stderr
+	if err := srv.Start(); err != nil {
+		return false, err
+	}
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	}()
+	base := "http://" + c.addr
+	hc := &http.Client{Timeout: 10 * time.Second}
+	var st stats
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err = getStats(hc, base, false); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("server did not start: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid := srv.Process.Pid
+	time.Sleep(500 * time.Millisecond)
+	st0, err := getStats(hc, base, false)
+	if err != nil {
+		return false, err
+	}
+	rss0, _ := readRSS(pid)
+	g0 := st0.Goroutines
+	log.Printf("server pid %d: %d goroutines, RSS %.1f MiB", pid, g0, mib(rss0))
+
+	// One transport for all clients, dialing from many loopback addresses.
+	var dials atomic.Uint64
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := *dialer
+			if c.sourceAddrs > 0 {
+				n := dials.Add(1)
+				d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+n%uint64(min(c.sourceAddrs, 250))))}
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 1,
+	}
+	defer tr.CloseIdleConnections()
+	shc := &http.Client{Transport: tr}
+
+	n := c.rate * int(c.duration/time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cutting atomic.Bool
+	var clientErrs atomic.Int64
+	var firstErr atomic.Value
+	trackers := make([]*tracker, c.clients)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256) // connections being opened at once at the start
+	start := time.Now()
+	for i := range trackers {
+		t := &tracker{}
+		trackers[i] = t
+		opened := make(chan struct{})
+		var once sync.Once
+		sem <- struct{}{}
+		cl := client.New(base+"/events?stream=t", client.WithHTTPClient(shc),
+			client.WithRetry(c.retry), client.WithMaxBackoff(2*time.Second),
+			client.OnOpen(func(res *http.Response) {
+				once.Do(func() { close(opened) })
+				t.mu.Lock()
+				defer t.mu.Unlock()
+				t.opens++
+				if t.stopped {
+					return
+				}
+				d := time.Duration(rand.ExpFloat64() * float64(c.meanCut))
+				body := res.Body
+				// A client is cut only once it has an event ID to resume
+				// from: one cut before its first event reconnects without
+				// Last-Event-ID and rightly misses what was published
+				// meanwhile. Until then the cut is postponed.
+				var cut func()
+				cut = func() {
+					t.mu.Lock()
+					defer t.mu.Unlock()
+					if t.stopped {
+						return
+					}
+					if !cutting.Load() || t.next == 0 {
+						t.cut = time.AfterFunc(d, cut)
+						return
+					}
+					_ = body.Close()
+				}
+				t.cut = time.AfterFunc(d, cut)
+			}))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := cl.Run(ctx, func(ev sse.Event) error {
+				data, _ := ev.Data.(string) // the decoder gives strings
+				seq, err := parseSeq(data)
+				if err != nil {
+					return fmt.Errorf("malformed event %q: %w", ev.Data, err)
+				}
+				t.record(seq)
+				return nil
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				clientErrs.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+		}()
+		go func() {
+			select {
+			case <-opened:
+			case <-ctx.Done():
+			case <-time.After(30 * time.Second):
+			}
+			<-sem
+		}()
+	}
+	// Wait for every client to be subscribed.
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		st, err = getStats(hc, base, false)
+		if err == nil && st.Subscribers >= c.clients {
+			break
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("only %d of %d clients subscribed", st.Subscribers, c.clients)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Printf("%d clients subscribed in %.1f s; publishing %d events at %d/s", c.clients, time.Since(start).Seconds(), n, c.rate)
+
+	// Peak sampler, every second until the clients are gone.
+	var peakG int
+	var peakRSS int64
+	sampleDone := make(chan struct{})
+	stopSample := make(chan struct{})
+	go func() {
+		defer close(sampleDone)
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			if s, err := getStats(hc, base, false); err == nil {
+				peakG = max(peakG, s.Goroutines)
+			}
+			if r, err := readRSS(pid); err == nil {
+				peakRSS = max(peakRSS, r)
+			}
+			select {
+			case <-stopSample:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+
+	cutting.Store(true)
+	res, err := hc.Post(fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d", base, n, c.rate, c.size), "", nil)
+	if err != nil {
+		return false, err
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		return false, fmt.Errorf("publish: %s", res.Status)
+	}
+	pubStart := time.Now()
+	for {
+		time.Sleep(200 * time.Millisecond)
+		st, err = getStats(hc, base, false)
+		if err == nil && !st.Publishing && st.Published >= int64(n) {
+			break
+		}
+		if time.Since(pubStart) > c.duration+60*time.Second {
+			return false, errors.New("publishing did not finish")
+		}
+	}
+	// Publishing is over: stop cutting and let every client drain.
+	cutting.Store(false)
+	for _, t := range trackers {
+		t.mu.Lock()
+		t.stopped = true
+		if t.cut != nil {
+			t.cut.Stop()
+		}
+		t.mu.Unlock()
+	}
+	drainStart := time.Now()
+	pending := 0
+	for {
+		pending = 0
+		for _, t := range trackers {
+			if !t.done(n) {
+				pending++
+			}
+		}
+		if pending == 0 || time.Since(drainStart) > c.drain {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Printf("published %d events in %.1f s; drained in %.1f s (%d clients still short)",
+		n, time.Since(pubStart).Seconds()-time.Since(drainStart).Seconds(), time.Since(drainStart).Seconds(), pending)
+
+	// Disconnect everyone, then wait for the server to return near its baseline.
+	cancel()
+	wg.Wait()
+	tr.CloseIdleConnections()
+	close(stopSample)
+	<-sampleDone
+	settleStart := time.Now()
+	var g1 int
+	var rss1 int64
+	for {
+		s, err := getStats(hc, base, false)
+		if err == nil {
+			g1 = s.Goroutines
+		}
+		rss1, _ = readRSS(pid)
+		if err == nil && s.Subscribers == 0 && g1 <= g0+2 && rss1 <= rss0+rssSlack(rss0) {
+			break
+		}
+		if time.Since(settleStart) > c.settle {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	settled := time.Since(settleStart)
+	sgc, _ := getStats(hc, base, true)
+	rssGC, _ := readRSS(pid)
+
+	var delivered, lost, dup int64
+	reconnects := 0
+	for _, t := range trackers {
+		t.mu.Lock()
+		delivered += t.delivered
+		dup += t.dup
+		lost += t.lost + int64(max(0, n-t.next))
+		reconnects += max(0, t.opens-1)
+		t.mu.Unlock()
+	}
+	ok := lost == 0 && dup == 0 && pending == 0 && clientErrs.Load() == 0 && st.Errors == 0
+
+	fmt.Printf("\n#### Soak: %d clients × %v, %d events/s (%d B), mean %v between a client's disconnects\n\n",
+		c.clients, c.duration, c.rate, c.size, c.meanCut)
+	fmt.Println("| published | delivered | expected | reconnects | losses | duplicates | client errors | result |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---|")
+	result := "ok"
+	if !ok {
+		result = "**FAIL**"
+	}
+	fmt.Printf("| %d | %d | %d | %d | %d | %d | %d | %s |\n\n", n, delivered, int64(n)*int64(c.clients),
+		reconnects, lost, dup, clientErrs.Load(), result)
+	fmt.Println("| server | goroutines | RSS |")
+	fmt.Println("|---|---:|---:|")
+	fmt.Printf("| before (no client) | %d | %.1f MiB |\n", g0, mib(rss0))
+	fmt.Printf("| during (peak, sampled every second) | %d | %.1f MiB |\n", peakG, mib(peakRSS))
+	fmt.Printf("| after all disconnected (%.1f s later) | %d | %.1f MiB |\n", settled.Seconds(), g1, mib(rss1))
+	fmt.Printf("| after, then GC + FreeOSMemory | %d | %.1f MiB |\n", sgc.Goroutines, mib(rssGC))
+	if v := firstErr.Load(); v != nil {
+		fmt.Printf("\nfirst client error: %s\n", v)
+	}
+	if g1 > g0+2 {
+		fmt.Printf("\ngoroutines did not return to the baseline (%d vs %d)\n", g1, g0)
+		ok = false
+	}
+	return ok, nil
+}
+
+// rssSlack is how far above its baseline the RSS may stay and count as
+// returned: a quarter of the baseline or 8 MiB, whichever is larger.
+func rssSlack(base int64) int64 { return max(base/4, 8<<10) }
+
+func mib(kb int64) float64 { return float64(kb) / 1024 }
+
+func getStats(hc *http.Client, base string, gc bool) (stats, error) {
+	var s stats
+	u := base + "/stats?mem=1"
+	if gc {
+		u += "&gc=1"
+	}
+	res, err := hc.Get(u)
+	if err != nil {
+		return s, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("stats: %s", res.Status)
+	}
+	err = json.NewDecoder(res.Body).Decode(&s)
+	return s, err
+}
+
+// readRSS returns VmRSS of process pid, in KiB.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			if f := bytes.Fields(v); len(f) > 0 {
+				return strconv.ParseInt(string(f[0]), 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// serverBinary returns path when it is set, else builds sseserver into a
+// temporary directory.
+func serverBinary(path string) (string, func(), error) {
+	if path != "" {
+		return path, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "soak")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "sseserver")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/gin-sse/sse/bench/cmd/sseserver")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building sseserver: %w", err)
+	}
+	return bin, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// raiseNoFile lifts the soft limit on open files to the hard one.
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
