@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"os"
@@ -12,15 +13,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestScreenshots writes the README's screenshots of both example pages,
-// showing live data, when SSE_SCREENSHOTS=1:
+// TestScreenshots takes screenshots of both example pages showing live
+// data and checks they are PNG images. With SSE_SCREENSHOTS=1 it writes them
+// over the README's _example/*/screenshot.png; otherwise to a temporary
+// directory:
 //
 //	cd e2e && SSE_SCREENSHOTS=1 go test -run TestScreenshots ./...
 func TestScreenshots(t *testing.T) {
-	if os.Getenv("SSE_SCREENSHOTS") != "1" {
-		t.Skip("set SSE_SCREENSHOTS=1 to write _example/*/screenshot.png")
+	root := t.TempDir()
+	if os.Getenv("SSE_SCREENSHOTS") == "1" {
+		root = repoRoot(t)
+	} else {
+		for _, app := range []string{"smart-home", "live-users"} {
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "_example", app), 0o755))
+		}
 	}
-	root := repoRoot(t)
 	browser := newBrowser(t)
 
 	t.Run("smart-home", func(t *testing.T) {
@@ -68,6 +75,7 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 	waitFor[bool](t, ctx, 5*time.Second, `document.getAnimations().length === 0`)
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")), "not a PNG")
 	require.NoError(t, os.WriteFile(path, png, 0o644))
 	t.Logf("wrote %s (%d bytes)", path, len(png))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,6 +106,9 @@ func TestReconnectToOtherServer(t *testing.T) {
 func TestRedisRestart(t *testing.T) {
 	needRedis(t)
 	if redisBinary == "" {
+		if os.Getenv("SSE_REDIS_REQUIRED") == "1" {
+			t.Fatal("SSE_REDIS_REQUIRED=1 but redis-server is not installed: the restart test needs it")
+		}
 		t.Skip("needs redis-server to restart it (SSE_REDIS_ADDR is set)")
 	}
 	srv, err := startRedis(t.TempDir(), 0)
