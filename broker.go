@@ -92,12 +92,14 @@ type StatusError struct {
 	Err    error
 }
 
+// Error returns the wrapped error's text, or the status text without one.
 func (e *StatusError) Error() string {
 	if e.Err == nil {
 		return http.StatusText(e.Status)
 	}
 	return e.Err.Error()
 }
+// Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *StatusError) Unwrap() error { return e.Err }
 
 // SubscriberInfo describes a subscriber to the subscribe hooks.

@@ -104,6 +104,7 @@ type StatusError struct {
 	Body       string      // the start of the body (at most 512 bytes)
 }
 
+// Error describes the refused answer.
 func (e *StatusError) Error() string {
 	msg := "client: server answered " + e.Status
 	if b := strings.TrimSpace(e.Body); b != "" {
