@@ -99,6 +99,7 @@ func (e *StatusError) Error() string {
 	}
 	return e.Err.Error()
 }
+
 // Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *StatusError) Unwrap() error { return e.Err }
 
