@@ -39,12 +39,7 @@ func waitErr(t *testing.T, ch <-chan error) error {
 // connect opens GET url as an event stream for the test's lifetime.
 func connect(t *testing.T, url string) *ssetest.Stream {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	s, err := ssetest.Connect(ctx, nil, url, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return connectWith(t, url, nil)
 }
 
 func TestStreamFlushesEachEvent(t *testing.T) {
