@@ -24,6 +24,12 @@ type Stats struct {
 	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
 	StackInuse  uint64 `json:"stack_inuse,omitempty"`
 	HeapObjects uint64 `json:"heap_objects,omitempty"`
+	// Sys is all memory the runtime got from the OS, HeapReleased the part
+	// of it returned; StackSys and MSpanSys are parts of Sys.
+	Sys          uint64 `json:"sys,omitempty"`
+	HeapReleased uint64 `json:"heap_released,omitempty"`
+	StackSys     uint64 `json:"stack_sys,omitempty"`
+	MSpanSys     uint64 `json:"mspan_sys,omitempty"`
 }
 
 // Server serves an implementation's stream at /events and the benchmark's
@@ -73,6 +79,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		runtime.ReadMemStats(&m)
 		st.Goroutines = runtime.NumGoroutine()
 		st.HeapInuse, st.StackInuse, st.HeapObjects = m.HeapInuse, m.StackInuse, m.HeapObjects
+		st.Sys, st.HeapReleased, st.StackSys, st.MSpanSys = m.Sys, m.HeapReleased, m.StackSys, m.MSpanSys
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(st)
