@@ -140,7 +140,7 @@ type Broker struct {
 	backend Backend
 
 	mu       sync.Mutex
-	topics   map[string]map[*subscriber]struct{}
+	topics   map[string][]*subscriber // each subscriber's place is in its slots
 	perIP    map[string]int
 	subs     int
 	position string // id of the last message dispatched
@@ -165,7 +165,7 @@ func NewBroker(opts ...Option) (*Broker, error) {
 	b := &Broker{
 		cfg:     cfg,
 		backend: cfg.backend,
-		topics:  make(map[string]map[*subscriber]struct{}),
+		topics:  make(map[string][]*subscriber),
 		perIP:   make(map[string]int),
 		drained: make(chan struct{}),
 	}
@@ -194,7 +194,8 @@ func (b *Broker) Publish(topic string, ev Event) (string, error) {
 // stored in the history; it gets the next id unless it has its own ID
 // (which must then be unique in the history). An invalid event, topic or
 // id returns an error and publishes nothing. Publish never waits for
-// subscribers.
+// subscribers, and keeps nothing of ev: a []byte in ev.Data may be reused
+// as soon as it returns.
 func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
 	return b.publish(ctx, slices.Clone(topics), ev)
 }
@@ -210,7 +211,9 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 	}
 	id := ev.ID
 	ev.ID = ""
-	body, err := ev.AppendTo(nil)
+	// The event is encoded after room for its "id:" line, which the
+	// in-memory backend fills in: one buffer for the whole frame.
+	buf, err := ev.AppendTo(make([]byte, idRoom, idRoom+ev.sizeHint()))
 	if err != nil {
 		return "", err
 	}
@@ -220,7 +223,12 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
-	msg, err := b.backend.Publish(ctx, topics, id, body)
+	var msg Message
+	if mb, ok := b.backend.(*MemoryBackend); ok {
+		msg, err = mb.publishFramed(topics, id, buf, idRoom)
+	} else {
+		msg, err = b.backend.Publish(ctx, topics, id, buf[idRoom:])
+	}
 	if errors.Is(err, ErrBackendClosed) && b.shut.Load() {
 		return "", fmt.Errorf("%w: %w", ErrBrokerClosed, err)
 	}
@@ -275,7 +283,14 @@ type frame struct {
 	wire []byte
 }
 
+// idRoom is the room left in front of an event's encoding for its "id:"
+// line: enough for the in-memory backend's ids.
+const idRoom = 48
+
 func newFrame(msg Message) *frame {
+	if msg.f != nil {
+		return msg.f
+	}
 	wire := make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
 	wire = append(wire, "id: "...)
 	wire = append(wire, msg.ID...)
@@ -292,7 +307,7 @@ func (b *Broker) dispatch(msg Message) {
 	b.position = msg.ID
 	b.stamp++
 	for _, t := range msg.Topics {
-		for s := range b.topics[t] {
+		for _, s := range b.topics[t] {
 			if s.stamp != b.stamp {
 				s.stamp = b.stamp
 				s.push(f)
@@ -306,6 +321,8 @@ type subscriber struct {
 	b      *Broker
 	info   SubscriberInfo
 	stamp  uint64        // guarded by b.mu
+	slots  []int         // index in b.topics of each of info.Topics; guarded by b.mu
+	slot1  [1]int        // slots of a single-topic subscriber
 	signal chan struct{} // wakes the reader: frames queued, or kicked
 
 	mu     sync.Mutex
@@ -425,13 +442,14 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	if ip != "" {
 		b.perIP[ip]++
 	}
-	for _, t := range topics {
-		set := b.topics[t]
-		if set == nil {
-			set = make(map[*subscriber]struct{})
-			b.topics[t] = set
-		}
-		set[s] = struct{}{}
+	if len(topics) == 1 {
+		s.slots = s.slot1[:]
+	} else {
+		s.slots = make([]int, len(topics))
+	}
+	for i, t := range topics {
+		s.slots[i] = len(b.topics[t])
+		b.topics[t] = append(b.topics[t], s)
 	}
 	until := b.position
 	b.mu.Unlock()
@@ -574,13 +592,8 @@ func lostFrame(err error, lastID, position string) *frame {
 func (b *Broker) remove(s *subscriber, notify bool) {
 	s.kick(ErrSubscriptionClosed)
 	b.mu.Lock()
-	for _, t := range s.info.Topics {
-		if set := b.topics[t]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(b.topics, t)
-			}
-		}
+	for i, t := range s.info.Topics {
+		b.unlist(t, s.slots[i])
 	}
 	b.subs--
 	if ip := s.info.ClientIP; ip != "" {
@@ -594,6 +607,29 @@ func (b *Broker) remove(s *subscriber, notify bool) {
 	b.mu.Unlock()
 	if hook := b.cfg.onUnsubscribe; notify && hook != nil {
 		hook(s.info)
+	}
+}
+
+// unlist takes the subscriber at index i out of topic's list, moving the
+// last one into its place. b.mu must be held.
+func (b *Broker) unlist(topic string, i int) {
+	list := b.topics[topic]
+	last := len(list) - 1
+	if i != last {
+		moved := list[last]
+		list[i] = moved
+		for k, t := range moved.info.Topics {
+			if t == topic {
+				moved.slots[k] = i
+				break
+			}
+		}
+	}
+	list[last] = nil
+	if last == 0 {
+		delete(b.topics, topic)
+	} else {
+		b.topics[topic] = list[:last]
 	}
 }
 
@@ -623,8 +659,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		if b.subs == 0 {
 			closeOnce(b.drained)
 		}
-		for _, set := range b.topics {
-			for s := range set {
+		for _, list := range b.topics {
+			for _, s := range list {
 				s.kick(ErrBrokerClosed)
 			}
 		}
@@ -650,8 +686,8 @@ func (b *Broker) Stats() Stats {
 		SlowDisconnects: b.slow.Load(),
 		Dropped:         b.dropped.Load(),
 	}
-	for t, set := range b.topics {
-		st.Topics[t] = len(set)
+	for t, list := range b.topics {
+		st.Topics[t] = len(list)
 	}
 	return st
 }

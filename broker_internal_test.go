@@ -232,3 +232,65 @@ func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
 	_, err = b.Subscribe(context.Background(), []string{"t"}, "0")
 	assert.ErrorIs(t, err, ErrReplayFailed)
 }
+
+// Subscribers removed in any order leave every topic's list exact: each
+// remaining subscriber gets the events of its topics once, and the
+// others none.
+func TestBrokerTopicListsAfterRemovals(t *testing.T) {
+	b, err := NewBroker()
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, b.Shutdown(ctx), "every subscriber was removed")
+	}()
+	all := []string{"a", "b", "c"}
+	var subs []*subscriber
+	for i := range 60 {
+		var topics []string
+		for k, tp := range all {
+			if i&(1<<k) != 0 || k == i%3 {
+				topics = append(topics, tp)
+			}
+		}
+		s, err := b.subscribe(context.Background(), topics, "", "", nil)
+		require.NoError(t, err)
+		subs = append(subs, s)
+	}
+	// Remove two thirds, in an order that is neither insertion order nor
+	// its reverse.
+	live := map[*subscriber]bool{}
+	for _, s := range subs {
+		live[s] = true
+	}
+	for _, i := range []int{7, 0, 59, 31, 2, 44, 13, 58, 1, 30, 20, 41, 5, 50, 8, 11, 23, 35, 47, 53, 4, 16, 28, 40, 52, 10, 22, 34, 46, 56, 14, 26, 38} {
+		b.remove(subs[i], false)
+		live[subs[i]] = false
+	}
+	for _, tp := range all {
+		_, err := b.Publish(tp, Event{Data: tp})
+		require.NoError(t, err)
+	}
+	b.mu.Lock()
+	for tp, list := range b.topics {
+		for i, s := range list {
+			k := slices.Index(s.info.Topics, tp)
+			require.GreaterOrEqual(t, k, 0)
+			assert.Equal(t, i, s.slots[k], "slot of a subscriber of %s", tp)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		got := s.take()
+		if !live[s] {
+			assert.Empty(t, got, "a removed subscriber gets nothing")
+			continue
+		}
+		var names []string
+		for _, f := range got {
+			names = append(names, string(f.wire[len(f.wire)-3:len(f.wire)-2]))
+		}
+		assert.Equal(t, s.info.Topics, names, "each event of its topics, once")
+		b.remove(s, false)
+	}
+}

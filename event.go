@@ -139,6 +139,22 @@ func (e Event) AppendTo(dst []byte) ([]byte, error) {
 	return append(dst, '\n'), nil
 }
 
+// sizeHint is a guess at the length of e's encoding, to size its buffer.
+func (e *Event) sizeHint() int {
+	n := len(e.Comment) + len(e.ID) + len(e.Event) + len("data: \n\n") + 24
+	switch d := e.Data.(type) {
+	case string:
+		n += len(d)
+	case []byte:
+		n += len(d)
+	case json.RawMessage:
+		n += len(d)
+	default:
+		n += 64
+	}
+	return n
+}
+
 // WriteTo writes the encoding of e to w. It implements [io.WriterTo]. An
 // invalid event writes nothing.
 func (e Event) WriteTo(w io.Writer) (int64, error) {

@@ -50,6 +50,12 @@ type Message struct {
 	Body []byte
 	// Time is when the backend stored it.
 	Time time.Time
+
+	// f is the frame subscribers write ("id: "+ID+"\n" followed by Body,
+	// in one buffer), when the in-memory backend could build it in the
+	// room the broker leaves in front of the body; nil otherwise. It is
+	// kept in the history, so a replay reuses it.
+	f *frame
 }
 
 // Backend stores published events and carries them to every broker that
@@ -100,6 +106,7 @@ type MemoryBackend struct {
 	deliver  func(Message)
 	epoch    string
 	seq      uint64
+	next     []byte  // the id of seq, as text, counted up in place
 	log      []entry // ring: log[head] is the oldest of n entries
 	head, n  int
 	bytes    int
@@ -129,13 +136,18 @@ const (
 // limit means none (but at least one limit should be set: the history is
 // the broker's only store).
 func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
+	start := time.Now()
+	epoch := strconv.FormatInt(start.UnixNano(), 36)
 	return &MemoryBackend{
-		epoch:    strconv.FormatInt(time.Now().UnixNano(), 36),
+		epoch:    epoch,
+		next:     []byte(epoch + "-0"),
 		index:    make(map[string]uint64),
 		maxCount: max(count, 0),
 		maxAge:   max(age, 0),
 		maxBytes: max(bytes, 0),
-		now:      time.Now,
+		// Reading only the monotonic clock costs a third less than
+		// time.Now, once per publish.
+		now: func() time.Time { return start.Add(time.Since(start)) },
 	}
 }
 
@@ -143,6 +155,22 @@ func (m *MemoryBackend) id(seq uint64) string {
 	var buf [40]byte
 	b := append(append(buf[:0], m.epoch...), '-')
 	return string(strconv.AppendUint(b, seq, 10))
+}
+
+// incDecimal adds one to the decimal number at the end of b (after the
+// last '-').
+func incDecimal(b []byte) []byte {
+	i := len(b) - 1
+	for ; i >= 0 && b[i] != '-'; i-- {
+		if b[i] != '9' {
+			b[i]++
+			return b
+		}
+		b[i] = '0'
+	}
+	// It was all nines, now all zeros: one more digit.
+	b[i+1] = '1'
+	return append(b, '0')
 }
 
 // ownID reports whether id has the form of the ids this backend gives out.
@@ -166,6 +194,14 @@ func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
 
 // Publish implements [Backend]. Delivery happens before it returns.
 func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
+	return m.publishFramed(topics, id, body, 0)
+}
+
+// publishFramed publishes the body buf[room:]. When the message's "id:"
+// line fits in the room in front of it, it is written there, and the
+// message's wire encoding is that part of buf: one buffer per publish,
+// shared by the history and every subscriber.
+func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, room int) (Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -177,11 +213,19 @@ func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, b
 		}
 	}
 	m.seq++
+	m.next = incDecimal(m.next)
 	own := id == ""
 	if own {
-		id = m.id(m.seq)
+		id = string(m.next)
 	}
-	msg := Message{ID: id, Topics: topics, Body: body, Time: m.now()}
+	msg := Message{ID: id, Topics: topics, Body: buf[room:], Time: m.now()}
+	if n := len("id: \n") + len(id); n <= room {
+		w := buf[room-n:]
+		copy(w, "id: ")
+		copy(w[len("id: "):], id)
+		w[n-1] = '\n'
+		msg.f = &frame{id: id, wire: w}
+	}
 	m.push(entry{msg: msg, seq: m.seq, indexed: !own})
 	if m.deliver != nil {
 		m.deliver(msg)

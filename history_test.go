@@ -107,3 +107,13 @@ func TestMemoryBackendReplay(t *testing.T) {
 	_, err = m.Publish(context.Background(), []string{"a"}, "", nil)
 	assert.ErrorIs(t, err, ErrBackendClosed)
 }
+
+func TestIncDecimal(t *testing.T) {
+	b := []byte("ep-0")
+	for want := uint64(1); want <= 100500; want++ {
+		b = incDecimal(b)
+		if got := string(b); got != "ep-"+strconv.FormatUint(want, 10) {
+			t.Fatalf("after %d increments: %q", want, got)
+		}
+	}
+}
