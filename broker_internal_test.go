@@ -294,3 +294,34 @@ func TestBrokerTopicListsAfterRemovals(t *testing.T) {
 		b.remove(s, false)
 	}
 }
+
+// With the in-memory backend an event is one buffer: the frame queued for
+// live subscribers is "id: <id>\n" and the body, and a replay after a
+// reconnect reuses the same frame instead of building another.
+func TestBrokerReplayReusesFrames(t *testing.T) {
+	b, err := NewBroker()
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	live, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	require.NoError(t, err)
+	var ids []string
+	for i := range 3 {
+		id, err := b.Publish("t", Event{Event: "n", Data: strconv.Itoa(i)})
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	frames := slices.Clone(live.take())
+	require.Len(t, frames, 3)
+	for i, f := range frames {
+		assert.Equal(t, "id: "+ids[i]+"\nevent: n\ndata: "+strconv.Itoa(i)+"\n\n", string(f.wire))
+		assert.Equal(t, ids[i], f.id)
+	}
+	back, err := b.subscribe(context.Background(), []string{"t"}, ids[0], "", nil)
+	require.NoError(t, err)
+	replayed := back.take()
+	require.Len(t, replayed, 2)
+	assert.Same(t, frames[1], replayed[0])
+	assert.Same(t, frames[2], replayed[1])
+	b.remove(live, false)
+	b.remove(back, false)
+}

@@ -218,9 +218,10 @@ func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, ro
 	if own {
 		id = string(m.next)
 	}
-	msg := Message{ID: id, Topics: topics, Body: buf[room:], Time: m.now()}
+	end := len(buf) // capped below, so that an append to Body copies
+	msg := Message{ID: id, Topics: topics, Body: buf[room:end:end], Time: m.now()}
 	if n := len("id: \n") + len(id); n <= room {
-		w := buf[room-n:]
+		w := buf[room-n : end : end]
 		copy(w, "id: ")
 		copy(w[len("id: "):], id)
 		w[n-1] = '\n'
