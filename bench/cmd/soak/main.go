@@ -85,6 +85,7 @@ type stats struct {
 	Errors      int64 `json:"errors"`
 	Goroutines  int   `json:"goroutines"`
 	HeapInuse   int64 `json:"heap_inuse"`
+	StackInuse  int64 `json:"stack_inuse"`
 }
 
 // tracker checks one client's sequence numbers.
@@ -347,6 +348,8 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 	_, _ = getStats(hc, base, true)
 	sgc, _ := getStats(hc, base, true)
 	rssGC, _ := readRSS(pid)
+	log.Printf("%s after two GCs: RSS %.1f MiB; Go heap in use %.1f MiB, stacks %.1f MiB",
+		impl, mib(rssGC), float64(sgc.HeapInuse)/(1<<20), float64(sgc.StackInuse)/(1<<20))
 	if c.profile != "" {
 		if err := saveProfiles(hc, base, pid, c.profile); err != nil {
 			return o, err
