@@ -172,7 +172,13 @@ func NewBroker(opts ...Option) (*Broker, error) {
 	if b.backend == nil {
 		b.backend = NewMemoryBackend(cfg.historyCount, cfg.historyAge, cfg.historyBytes)
 	}
-	pos, err := b.backend.Start(b.dispatch)
+	var pos string
+	var err error
+	if mb, ok := b.backend.(*MemoryBackend); ok {
+		pos, err = mb.startFramed(b.dispatchFrame)
+	} else {
+		pos, err = b.backend.Start(b.dispatch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sse: starting backend: %w", err)
 	}
@@ -223,11 +229,16 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
-	var msg Message
 	if mb, ok := b.backend.(*MemoryBackend); ok {
-		msg, err = mb.publishFramed(topics, id, buf, idRoom)
+		var f *frame
+		if f, err = mb.publishFramed(topics, id, buf, idRoom); err == nil {
+			id = f.id
+		}
 	} else {
-		msg, err = b.backend.Publish(ctx, topics, id, buf[idRoom:])
+		var msg Message
+		if msg, err = b.backend.Publish(ctx, topics, id, buf[idRoom:]); err == nil {
+			id = msg.ID
+		}
 	}
 	if errors.Is(err, ErrBackendClosed) && b.shut.Load() {
 		return "", fmt.Errorf("%w: %w", ErrBrokerClosed, err)
@@ -236,7 +247,7 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 		return "", err
 	}
 	b.published.Add(1)
-	return msg.ID, nil
+	return id, nil
 }
 
 // checkTopics validates topics and returns them without duplicates. It
@@ -277,11 +288,20 @@ func hasControl(s string) bool {
 }
 
 // frame is one message as written to clients: "id: <id>\n" and the body.
-// One frame is shared by every subscriber.
+// One frame is shared by every subscriber. The in-memory backend keeps its
+// frames as its history (the fields after wire are its own).
 type frame struct {
 	id   string
 	wire []byte
+
+	topics  []string
+	at      time.Duration // when stored, from the backend's start
+	seq     uint64
+	indexed bool // an event's own id, kept in the backend's index
 }
+
+// body returns the frame's encoding without its "id:" line.
+func (f *frame) body() []byte { return f.wire[len("id: \n")+len(f.id):] }
 
 // idRoom is the room left in front of an event's encoding for its "id:"
 // line: enough for the in-memory backend's ids.
@@ -291,22 +311,33 @@ func newFrame(msg Message) *frame {
 	if msg.f != nil {
 		return msg.f
 	}
-	wire := make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
-	wire = append(wire, "id: "...)
-	wire = append(wire, msg.ID...)
-	wire = append(wire, '\n')
-	return &frame{id: msg.ID, wire: append(wire, msg.Body...)}
+	return &frame{id: msg.ID, wire: appendIDLine(nil, msg.ID, msg.Body), topics: msg.Topics}
+}
+
+// appendIDLine appends "id: <id>\n" and body to dst.
+func appendIDLine(dst []byte, id string, body []byte) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, len("id: \n")+len(id)+len(body))
+	}
+	dst = append(dst, "id: "...)
+	dst = append(dst, id...)
+	dst = append(dst, '\n')
+	return append(dst, body...)
 }
 
 // dispatch hands a message from the backend to the local subscribers of its
 // topics. The backend calls it once per message, in order.
 func (b *Broker) dispatch(msg Message) {
-	f := newFrame(msg)
+	b.dispatchFrame(newFrame(msg))
+}
+
+// dispatchFrame hands f to the local subscribers of its topics.
+func (b *Broker) dispatchFrame(f *frame) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.position = msg.ID
+	b.position = f.id
 	b.stamp++
-	for _, t := range msg.Topics {
+	for _, t := range f.topics {
 		for _, s := range b.topics[t] {
 			if s.stamp != b.stamp {
 				s.stamp = b.stamp

@@ -103,11 +103,11 @@ type IDComparer interface {
 // being confused with a new event.
 type MemoryBackend struct {
 	mu       sync.Mutex
-	deliver  func(Message)
+	deliver  func(*frame)
 	epoch    string
 	seq      uint64
-	next     []byte  // the id of seq, as text, counted up in place
-	log      []entry // ring: log[head] is the oldest of n entries
+	next     []byte   // the id of seq, as text, counted up in place
+	log      []*frame // ring: log[head] is the oldest of n entries
 	head, n  int
 	bytes    int
 	index    map[string]uint64 // own id -> seq of the entries kept that have one
@@ -115,13 +115,8 @@ type MemoryBackend struct {
 	maxAge   time.Duration
 	maxBytes int
 	closed   bool
-	now      func() time.Time
-}
-
-type entry struct {
-	msg     Message
-	seq     uint64
-	indexed bool // an event's own id, kept in index; ids given out are parsed
+	start    time.Time        // frames' times are offsets from it
+	now      func() time.Time // a clock for tests; nil: the monotonic clock
 }
 
 // Defaults of the in-memory history.
@@ -145,10 +140,22 @@ func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 		maxCount: max(count, 0),
 		maxAge:   max(age, 0),
 		maxBytes: max(bytes, 0),
-		// Reading only the monotonic clock costs a third less than
-		// time.Now, once per publish.
-		now: func() time.Time { return start.Add(time.Since(start)) },
+		start:    start,
 	}
+}
+
+// clock returns the time as an offset from m.start. Reading only the
+// monotonic clock costs less than time.Now, once per publish.
+func (m *MemoryBackend) clock() time.Duration {
+	if m.now != nil {
+		return m.now().Sub(m.start)
+	}
+	return time.Since(m.start)
+}
+
+// message returns f as a Message.
+func (m *MemoryBackend) message(f *frame) Message {
+	return Message{ID: f.id, Topics: f.topics, Body: f.body(), Time: m.start.Add(f.at), f: f}
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
@@ -180,6 +187,12 @@ func (m *MemoryBackend) ownID(id string) bool {
 
 // Start implements [Backend].
 func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
+	return m.startFramed(func(f *frame) { deliver(m.message(f)) })
+}
+
+// startFramed is Start for a broker in this package, which takes the
+// frames as they are.
+func (m *MemoryBackend) startFramed(deliver func(*frame)) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -194,22 +207,26 @@ func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
 
 // Publish implements [Backend]. Delivery happens before it returns.
 func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
-	return m.publishFramed(topics, id, body, 0)
+	f, err := m.publishFramed(topics, id, body, 0)
+	if err != nil {
+		return Message{}, err
+	}
+	return m.message(f), nil
 }
 
-// publishFramed publishes the body buf[room:]. When the message's "id:"
-// line fits in the room in front of it, it is written there, and the
-// message's wire encoding is that part of buf: one buffer per publish,
-// shared by the history and every subscriber.
-func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, room int) (Message, error) {
+// publishFramed publishes the body buf[room:] and returns its frame, which
+// the history keeps. When the "id:" line fits in the room in front of the
+// body it is written there, and the frame's wire encoding is that part of
+// buf: one buffer per publish, shared by the history and every subscriber.
+func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, room int) (*frame, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return Message{}, ErrBackendClosed
+		return nil, ErrBackendClosed
 	}
 	if id != "" {
 		if _, dup := m.index[id]; dup || m.ownID(id) {
-			return Message{}, fmt.Errorf("%w: %q", ErrDuplicateID, id)
+			return nil, fmt.Errorf("%w: %q", ErrDuplicateID, id)
 		}
 	}
 	m.seq++
@@ -218,59 +235,61 @@ func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, ro
 	if own {
 		id = string(m.next)
 	}
-	end := len(buf) // capped below, so that an append to Body copies
-	msg := Message{ID: id, Topics: topics, Body: buf[room:end:end], Time: m.now()}
+	f := &frame{id: id, topics: topics, at: m.clock(), seq: m.seq, indexed: !own}
+	end := len(buf) // slices are capped at end, so that an append copies
 	if n := len("id: \n") + len(id); n <= room {
 		w := buf[room-n : end : end]
 		copy(w, "id: ")
 		copy(w[len("id: "):], id)
 		w[n-1] = '\n'
-		msg.f = &frame{id: id, wire: w}
+		f.wire = w
+	} else {
+		f.wire = appendIDLine(make([]byte, 0, n+end-room), id, buf[room:])
 	}
-	m.push(entry{msg: msg, seq: m.seq, indexed: !own})
+	m.push(f)
 	if m.deliver != nil {
-		m.deliver(msg)
+		m.deliver(f)
 	}
-	return msg, nil
+	return f, nil
 }
 
-func (m *MemoryBackend) push(e entry) {
+func (m *MemoryBackend) push(f *frame) {
 	if m.n == len(m.log) {
-		grown := make([]entry, max(2*len(m.log), 64))
+		grown := make([]*frame, max(2*len(m.log), 64))
 		for i := range m.n {
 			grown[i] = m.log[(m.head+i)%len(m.log)]
 		}
 		m.log, m.head = grown, 0
 	}
-	m.log[(m.head+m.n)%len(m.log)] = e
+	m.log[(m.head+m.n)%len(m.log)] = f
 	m.n++
-	m.bytes += size(e.msg)
-	if e.indexed {
-		m.index[e.msg.ID] = e.seq
+	m.bytes += size(f)
+	if f.indexed {
+		m.index[f.id] = f.seq
 	}
-	m.trim(e.msg.Time)
+	m.trim(f.at)
 }
 
-func size(msg Message) int { return len(msg.ID) + len(msg.Body) }
+func size(f *frame) int { return len(f.wire) - len("id: \n") }
 
-// trim drops the oldest entries beyond the limits.
-func (m *MemoryBackend) trim(now time.Time) {
-	oldest := now.Add(-m.maxAge)
+// trim drops the oldest entries beyond the limits; now is m.clock().
+func (m *MemoryBackend) trim(now time.Duration) {
+	oldest := now - m.maxAge
 	for m.n > 0 {
-		e := &m.log[m.head]
+		f := m.log[m.head]
 		// The newest entry stays whatever its age or size: it is the
 		// resume point of every client that is up to date.
 		over := (m.maxCount > 0 && m.n > m.maxCount) ||
 			(m.n > 1 && m.maxBytes > 0 && m.bytes > m.maxBytes) ||
-			(m.n > 1 && m.maxAge > 0 && e.msg.Time.Before(oldest))
+			(m.n > 1 && m.maxAge > 0 && f.at < oldest)
 		if !over {
 			return
 		}
-		m.bytes -= size(e.msg)
-		if e.indexed {
-			delete(m.index, e.msg.ID)
+		m.bytes -= size(f)
+		if f.indexed {
+			delete(m.index, f.id)
 		}
-		*e = entry{}
+		m.log[m.head] = nil
 		m.head = (m.head + 1) % len(m.log)
 		m.n--
 	}
@@ -298,7 +317,7 @@ func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until 
 	if m.closed {
 		return nil, ErrBackendClosed
 	}
-	m.trim(m.now())
+	m.trim(m.clock())
 	from, err := m.seqOf(after)
 	if err != nil {
 		return nil, err
@@ -316,15 +335,15 @@ func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until 
 	}
 	var out []Message
 	for i := range m.n {
-		e := &m.log[(m.head+i)%len(m.log)]
-		if e.seq <= from {
+		f := m.log[(m.head+i)%len(m.log)]
+		if f.seq <= from {
 			continue
 		}
-		if e.seq > to {
+		if f.seq > to {
 			break
 		}
-		if intersects(e.msg.Topics, topics) {
-			out = append(out, e.msg)
+		if intersects(f.topics, topics) {
+			out = append(out, m.message(f))
 		}
 	}
 	return out, nil
