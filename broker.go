@@ -773,6 +773,8 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			return clientGone(ctx)
 		case now := <-tick:
 			if w.idle(now) >= heartbeat-heartbeat/10 {
+				d.buf = d.buf[:0]
+				d.shrink()
 				if err := w.Comment("heartbeat"); err != nil {
 					return err
 				}
@@ -796,10 +798,10 @@ func (d *delivery) flush() error {
 		return nil
 	}
 	var p []byte
+	d.buf = d.buf[:0]
 	if len(frames) == 1 {
 		p = frames[0].wire
 	} else {
-		d.buf = d.buf[:0]
 		for _, f := range frames {
 			d.buf = append(d.buf, f.wire...)
 		}
@@ -808,14 +810,23 @@ func (d *delivery) flush() error {
 	n := len(frames)
 	err := d.w.writeFrames(p, n)
 	clear(frames) // written frames are not kept alive
-	if cap(d.buf) > 64<<10 {
-		d.buf = nil // a rare large backlog does not pin its buffer
-	}
+	d.shrink()
 	if err != nil {
 		return err
 	}
 	d.b.delivered.Add(uint64(n))
 	return nil
+}
+
+// shrink drops a buffer grown for large backlogs once the last write
+// needed less than a quarter of it: a stream that keeps having large
+// backlogs keeps its buffer instead of growing a new one every time, and a
+// spike does not pin memory for long (an idle stream drops it at its next
+// heartbeat).
+func (d *delivery) shrink() {
+	if cap(d.buf) > 64<<10 && len(d.buf) < cap(d.buf)/4 {
+		d.buf = nil
+	}
 }
 
 // retryAfter is the Retry-After value, in whole seconds (at least 1).

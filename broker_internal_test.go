@@ -325,3 +325,17 @@ func TestBrokerReplayReusesFrames(t *testing.T) {
 	b.remove(live, false)
 	b.remove(back, false)
 }
+
+// A stream's write buffer grown for a large backlog is kept while backlogs
+// of that size go on, and dropped once a write needs under a quarter of it.
+func TestDeliveryShrink(t *testing.T) {
+	d := delivery{buf: make([]byte, 0, 32<<10)}
+	d.shrink()
+	assert.Equal(t, 32<<10, cap(d.buf), "a small buffer is always kept")
+	d.buf = make([]byte, 100<<10, 256<<10)
+	d.shrink()
+	assert.Equal(t, 256<<10, cap(d.buf), "kept: the last backlog used over a quarter")
+	d.buf = d.buf[:10<<10]
+	d.shrink()
+	assert.Nil(t, d.buf, "dropped: the last write needed under a quarter")
+}
