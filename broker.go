@@ -103,7 +103,8 @@ func (e *StatusError) Error() string {
 // Unwrap returns the wrapped error, for errors.Is and errors.As.
 func (e *StatusError) Unwrap() error { return e.Err }
 
-// SubscriberInfo describes a subscriber to the subscribe hooks.
+// SubscriberInfo describes a subscriber to the subscribe hooks. Its Topics
+// are the subscriber's own: read them, copy them before changing them.
 type SubscriberInfo struct {
 	Topics      []string
 	ClientIP    string // empty for subscriptions made with Subscribe
@@ -308,9 +309,6 @@ func (f *frame) body() []byte { return f.wire[len("id: \n")+len(f.id):] }
 const idRoom = 48
 
 func newFrame(msg Message) *frame {
-	if msg.f != nil {
-		return msg.f
-	}
 	return &frame{id: msg.ID, wire: appendIDLine(nil, msg.ID, msg.Body), topics: msg.Topics}
 }
 
@@ -352,8 +350,8 @@ type subscriber struct {
 	b      *Broker
 	info   SubscriberInfo
 	stamp  uint64        // guarded by b.mu
-	slots  []int         // index in b.topics of each of info.Topics; guarded by b.mu
-	slot1  [1]int        // slots of a single-topic subscriber
+	slots  []slot        // its place in b.topics; guarded by b.mu
+	slot1  [1]slot       // slots of a single-topic subscriber
 	signal chan struct{} // wakes the reader: frames queued, or kicked
 
 	mu     sync.Mutex
@@ -476,10 +474,10 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	if len(topics) == 1 {
 		s.slots = s.slot1[:]
 	} else {
-		s.slots = make([]int, len(topics))
+		s.slots = make([]slot, len(topics))
 	}
 	for i, t := range topics {
-		s.slots[i] = len(b.topics[t])
+		s.slots[i] = slot{topic: t, i: len(b.topics[t])}
 		b.topics[t] = append(b.topics[t], s)
 	}
 	until := b.position
@@ -533,6 +531,12 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 		if _, err = b.backend.Replay(ctx, s.info.Topics, lastID, lastID); err == nil {
 			s.skipThrough(lastID)
 			return nil, nil
+		}
+	} else if mb, ok := b.backend.(*MemoryBackend); ok {
+		// The history's frames are the ones written live: no copies.
+		var head []*frame
+		if head, err = mb.replayFrames(s.info.Topics, lastID, until); err == nil {
+			return head, nil
 		}
 	} else {
 		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
@@ -623,8 +627,8 @@ func lostFrame(err error, lastID, position string) *frame {
 func (b *Broker) remove(s *subscriber, notify bool) {
 	s.kick(ErrSubscriptionClosed)
 	b.mu.Lock()
-	for i, t := range s.info.Topics {
-		b.unlist(t, s.slots[i])
+	for _, sl := range s.slots {
+		b.unlist(sl)
 	}
 	b.subs--
 	if ip := s.info.ClientIP; ip != "" {
@@ -641,26 +645,38 @@ func (b *Broker) remove(s *subscriber, notify bool) {
 	}
 }
 
-// unlist takes the subscriber at index i out of topic's list, moving the
+// slot is a subscriber's place in the list of one of its topics. The
+// broker keeps its own copy of the topic: SubscriberInfo.Topics is the
+// hooks' to read.
+type slot struct {
+	topic string
+	i     int
+}
+
+// unlist takes the subscriber at sl out of its topic's list, moving the
 // last one into its place. b.mu must be held.
-func (b *Broker) unlist(topic string, i int) {
-	list := b.topics[topic]
+func (b *Broker) unlist(sl slot) {
+	list := b.topics[sl.topic]
 	last := len(list) - 1
-	if i != last {
+	if sl.i != last {
 		moved := list[last]
-		list[i] = moved
-		for k, t := range moved.info.Topics {
-			if t == topic {
-				moved.slots[k] = i
+		list[sl.i] = moved
+		for k := range moved.slots {
+			if moved.slots[k].topic == sl.topic {
+				moved.slots[k].i = sl.i
 				break
 			}
 		}
 	}
 	list[last] = nil
-	if last == 0 {
-		delete(b.topics, topic)
-	} else {
-		b.topics[topic] = list[:last]
+	switch {
+	case last == 0:
+		delete(b.topics, sl.topic)
+	case last < cap(list)/4 && cap(list) > 64:
+		// Give back what a crowd that left had grown.
+		b.topics[sl.topic] = slices.Clone(list[:last])
+	default:
+		b.topics[sl.topic] = list[:last]
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,9 +275,9 @@ func TestBrokerTopicListsAfterRemovals(t *testing.T) {
 	b.mu.Lock()
 	for tp, list := range b.topics {
 		for i, s := range list {
-			k := slices.Index(s.info.Topics, tp)
+			k := slices.IndexFunc(s.slots, func(sl slot) bool { return sl.topic == tp })
 			require.GreaterOrEqual(t, k, 0)
-			assert.Equal(t, i, s.slots[k], "slot of a subscriber of %s", tp)
+			assert.Equal(t, i, s.slots[k].i, "slot of a subscriber of %s", tp)
 		}
 	}
 	b.mu.Unlock()
@@ -338,4 +339,105 @@ func TestDeliveryShrink(t *testing.T) {
 	d.buf = d.buf[:10<<10]
 	d.shrink()
 	assert.Nil(t, d.buf, "dropped: the last write needed under a quarter")
+}
+
+// A subscribe hook may reorder the Topics it is given without harm to the
+// broker's own lists.
+func TestBrokerHookReordersTopics(t *testing.T) {
+	b, err := NewBroker(WithOnSubscribe(func(info SubscriberInfo) { slices.Reverse(info.Topics) }))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	one, err := b.subscribe(context.Background(), []string{"a"}, "", "", nil)
+	require.NoError(t, err)
+	two, err := b.subscribe(context.Background(), []string{"a", "b"}, "", "", nil)
+	require.NoError(t, err)
+	three, err := b.subscribe(context.Background(), []string{"b", "a"}, "", "", nil)
+	require.NoError(t, err)
+	b.remove(one, false)
+	b.remove(two, false)
+	for _, tp := range []string{"a", "b"} {
+		_, err := b.Publish(tp, Event{Data: tp})
+		require.NoError(t, err)
+	}
+	assert.Len(t, three.take(), 2)
+	assert.Equal(t, map[string]int{"a": 1, "b": 1}, b.Stats().Topics)
+	b.remove(three, false)
+	assert.Empty(t, b.Stats().Topics)
+}
+
+// prefixBackend wraps the in-memory backend and puts "x" in front of its
+// ids, as a backend that namespaces ids would.
+type prefixBackend struct{ m *MemoryBackend }
+
+func (p prefixBackend) Start(deliver func(Message)) (string, error) {
+	pos, err := p.m.Start(func(msg Message) { msg.ID = "x" + msg.ID; deliver(msg) })
+	return "x" + pos, err
+}
+
+func (p prefixBackend) Publish(ctx context.Context, topics []string, id string, body []byte) (Message, error) {
+	msg, err := p.m.Publish(ctx, topics, id, body)
+	msg.ID = "x" + msg.ID
+	return msg, err
+}
+
+func (p prefixBackend) Replay(ctx context.Context, topics []string, after, until string) ([]Message, error) {
+	msgs, err := p.m.Replay(ctx, topics, after[1:], until[1:])
+	for i := range msgs {
+		msgs[i].ID = "x" + msgs[i].ID
+	}
+	return msgs, err
+}
+
+func (p prefixBackend) Close() error { return p.m.Close() }
+
+// Streams write the ids a wrapping backend gives, live and replayed.
+func TestBrokerWrappedBackendIDs(t *testing.T) {
+	b, err := NewBroker(WithBackend(prefixBackend{NewMemoryBackend(100, 0, 0)}))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	live, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	require.NoError(t, err)
+	first, err := b.Publish("t", Event{Data: "1"})
+	require.NoError(t, err)
+	second, err := b.Publish("t", Event{Data: "2"})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(second, "x"), second)
+	got := live.take()
+	require.Len(t, got, 2)
+	assert.Equal(t, "id: "+second+"\ndata: 2\n\n", string(got[1].wire))
+	back, err := b.subscribe(context.Background(), []string{"t"}, first, "", nil)
+	require.NoError(t, err)
+	replayed := back.take()
+	require.Len(t, replayed, 1)
+	assert.Equal(t, "id: "+second+"\ndata: 2\n\n", string(replayed[0].wire))
+	b.remove(live, false)
+	b.remove(back, false)
+}
+
+// A topic's list gives back the room a crowd of subscribers grew once most
+// of them have left.
+func TestBrokerTopicListShrinks(t *testing.T) {
+	b, err := NewBroker()
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	var subs []*subscriber
+	for range 1000 {
+		s, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+		require.NoError(t, err)
+		subs = append(subs, s)
+	}
+	for _, s := range subs[:990] {
+		b.remove(s, false)
+	}
+	b.mu.Lock()
+	list := b.topics["t"]
+	b.mu.Unlock()
+	assert.Len(t, list, 10)
+	assert.LessOrEqual(t, cap(list), 64)
+	_, err = b.Publish("t", Event{Data: "x"})
+	require.NoError(t, err)
+	for _, s := range subs[990:] {
+		assert.Len(t, s.take(), 1)
+		b.remove(s, false)
+	}
 }

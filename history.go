@@ -46,16 +46,12 @@ type Message struct {
 	Topics []string
 	// Body is the event's wire encoding without its "id:" line, ending
 	// with the blank line. The broker encodes it once per publish; every
-	// subscriber writes "id: "+ID+"\n" and Body.
+	// subscriber writes "id: "+ID+"\n" and Body. It is shared, read only:
+	// the in-memory backend's Bodies are the bytes its streams write.
 	Body []byte
-	// Time is when the backend stored it.
+	// Time is when the backend stored it. ([MemoryBackend] reads it from
+	// the monotonic clock, as an offset from when it was created.)
 	Time time.Time
-
-	// f is the frame subscribers write ("id: "+ID+"\n" followed by Body,
-	// in one buffer), when the in-memory backend could build it in the
-	// room the broker leaves in front of the body; nil otherwise. It is
-	// kept in the history, so a replay reuses it.
-	f *frame
 }
 
 // Backend stores published events and carries them to every broker that
@@ -155,7 +151,7 @@ func (m *MemoryBackend) clock() time.Duration {
 
 // message returns f as a Message.
 func (m *MemoryBackend) message(f *frame) Message {
-	return Message{ID: f.id, Topics: f.topics, Body: f.body(), Time: m.start.Add(f.at), f: f}
+	return Message{ID: f.id, Topics: f.topics, Body: f.body(), Time: m.start.Add(f.at)}
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
@@ -312,6 +308,20 @@ func (m *MemoryBackend) seqOf(id string) (uint64, error) {
 
 // Replay implements [Backend].
 func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
+	frames, err := m.replayFrames(topics, after, until)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message, len(frames))
+	for i, f := range frames {
+		out[i] = m.message(f)
+	}
+	return out, nil
+}
+
+// replayFrames is Replay for a broker in this package, which writes the
+// frames as they are.
+func (m *MemoryBackend) replayFrames(topics []string, after, until string) ([]*frame, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -333,7 +343,7 @@ func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until 
 	if from+1 < first {
 		return nil, fmt.Errorf("%w: %q", ErrHistoryExpired, after)
 	}
-	var out []Message
+	var out []*frame
 	for i := range m.n {
 		f := m.log[(m.head+i)%len(m.log)]
 		if f.seq <= from {
@@ -343,7 +353,7 @@ func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until 
 			break
 		}
 		if intersects(f.topics, topics) {
-			out = append(out, m.message(f))
+			out = append(out, f)
 		}
 	}
 	return out, nil
