@@ -385,9 +385,14 @@ func (s *subscriber) push(f *frame) {
 		}
 		s.b.dropped.Add(1)
 	}
+	// Only a push to an empty queue wakes the reader: one to a queue that
+	// is not empty finds it woken already, since taking empties the queue.
+	wake := len(s.queue) == 0
 	s.queue = append(s.queue, f)
 	s.mu.Unlock()
-	s.wake()
+	if wake {
+		s.wake()
+	}
 }
 
 // wake tells the subscriber's reader that frames are queued.
