@@ -295,10 +295,9 @@ type frame struct {
 	id   string
 	wire []byte
 
-	topics  []string
-	at      time.Duration // when stored, from the backend's start
-	seq     uint64
-	indexed bool // an event's own id, kept in the backend's index
+	topics []string
+	at     time.Duration // when stored, from the backend's start
+	seq    uint64
 }
 
 // body returns the frame's encoding without its "id:" line.

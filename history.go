@@ -231,7 +231,7 @@ func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, ro
 	if own {
 		id = string(m.next)
 	}
-	f := &frame{id: id, topics: topics, at: m.clock(), seq: m.seq, indexed: !own}
+	f := &frame{id: id, topics: topics, at: m.clock(), seq: m.seq}
 	end := len(buf) // slices are capped at end, so that an append copies
 	if n := len("id: \n") + len(id); n <= room {
 		w := buf[room-n : end : end]
@@ -260,7 +260,7 @@ func (m *MemoryBackend) push(f *frame) {
 	m.log[(m.head+m.n)%len(m.log)] = f
 	m.n++
 	m.bytes += size(f)
-	if f.indexed {
+	if !m.ownID(f.id) { // an event's own id; the ids given out are parsed
 		m.index[f.id] = f.seq
 	}
 	m.trim(f.at)
@@ -282,7 +282,7 @@ func (m *MemoryBackend) trim(now time.Duration) {
 			return
 		}
 		m.bytes -= size(f)
-		if f.indexed {
+		if !m.ownID(f.id) {
 			delete(m.index, f.id)
 		}
 		m.log[m.head] = nil
