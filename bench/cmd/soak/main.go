@@ -11,9 +11,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gin-sse/sse"
+	"github.com/gin-sse/sse/bench/internal/load"
 	"github.com/gin-sse/sse/client"
 )
 
@@ -78,17 +77,6 @@ type cfg struct {
 	reference      bool
 	refDuration    time.Duration
 	quiet          bool // no log of gaps (the reference run)
-}
-
-type stats struct {
-	PID         int   `json:"pid"`
-	Subscribers int   `json:"subscribers"`
-	Published   int64 `json:"published"`
-	Publishing  bool  `json:"publishing"`
-	Errors      int64 `json:"errors"`
-	Goroutines  int   `json:"goroutines"`
-	HeapInuse   int64 `json:"heap_inuse"`
-	StackInuse  int64 `json:"stack_inuse"`
 }
 
 // tracker checks one client's sequence numbers.
@@ -169,10 +157,10 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 	if err != nil {
 		return o, err
 	}
-	rss0, _ := readRSS(pid)
+	rss0, _ := load.ReadRSS(pid)
 	g0 := st0.Goroutines
 	log.Printf("%s server pid %d: %d goroutines, RSS %.1f MiB", impl, pid, g0, mib(rss0))
-	var st stats
+	var st load.Stats
 
 	tr := newTransport(c.sourceAddrs)
 	defer tr.CloseIdleConnections()
@@ -277,7 +265,7 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 			if s, err := getStats(hc, base, false); err == nil {
 				peakG = max(peakG, s.Goroutines)
 			}
-			if r, err := readRSS(pid); err == nil {
+			if r, err := load.ReadRSS(pid); err == nil {
 				peakRSS = max(peakRSS, r)
 			}
 			select {
@@ -350,7 +338,7 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 	// (the runtime forces a GC every two minutes).
 	_, _ = getStats(hc, base, true)
 	sgc, _ := getStats(hc, base, true)
-	rssGC, _ := readRSS(pid)
+	rssGC, _ := load.ReadRSS(pid)
 	log.Printf("%s after two GCs: RSS %.1f MiB; Go heap in use %.1f MiB, stacks %.1f MiB",
 		impl, mib(rssGC), float64(sgc.HeapInuse)/(1<<20), float64(sgc.StackInuse)/(1<<20))
 	if c.profile != "" {
@@ -516,7 +504,7 @@ func settle(hc *http.Client, base string, pid, g0 int, limit time.Duration) (int
 	start := time.Now()
 	for {
 		s, err := getStats(hc, base, false)
-		rss, _ := readRSS(pid)
+		rss, _ := load.ReadRSS(pid)
 		if (err == nil && s.Subscribers == 0 && s.Goroutines <= g0+2) || time.Since(start) > limit {
 			return s.Goroutines, rss
 		}
@@ -564,38 +552,14 @@ func rssSlack(base int64) int64 { return max(base/4, 8<<10) }
 
 func mib(kb int64) float64 { return float64(kb) / 1024 }
 
-func getStats(hc *http.Client, base string, gc bool) (stats, error) {
-	var s stats
+// getStats reads the server's /stats with the runtime's memory figures,
+// after a GC and FreeOSMemory when gc is set.
+func getStats(hc *http.Client, base string, gc bool) (load.Stats, error) {
 	u := base + "/stats?mem=1"
 	if gc {
 		u += "&gc=1"
 	}
-	res, err := hc.Get(u)
-	if err != nil {
-		return s, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("stats: %s", res.Status)
-	}
-	err = json.NewDecoder(res.Body).Decode(&s)
-	return s, err
-}
-
-// readRSS returns VmRSS of process pid, in KiB.
-func readRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
-			if f := bytes.Fields(v); len(f) > 0 {
-				return strconv.ParseInt(string(f[0]), 10, 64)
-			}
-		}
-	}
-	return 0, errors.New("no VmRSS")
+	return load.GetStats(context.Background(), hc, u)
 }
 
 // serverBinary returns path when it is set, else builds sseserver into a

@@ -9,28 +9,9 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-)
 
-// Stats is the answer of GET /stats.
-type Stats struct {
-	Impl        string `json:"impl"`
-	PID         int    `json:"pid"`
-	Subscribers int    `json:"subscribers"`
-	Published   int64  `json:"published"`
-	Publishing  bool   `json:"publishing"`
-	Errors      int64  `json:"errors"`
-	// With ?mem=1: the Go runtime's view of memory.
-	Goroutines  int    `json:"goroutines,omitempty"`
-	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
-	StackInuse  uint64 `json:"stack_inuse,omitempty"`
-	HeapObjects uint64 `json:"heap_objects,omitempty"`
-	// Sys is all memory the runtime got from the OS, HeapReleased the part
-	// of it returned; StackSys and MSpanSys are parts of Sys.
-	Sys          uint64 `json:"sys,omitempty"`
-	HeapReleased uint64 `json:"heap_released,omitempty"`
-	StackSys     uint64 `json:"stack_sys,omitempty"`
-	MSpanSys     uint64 `json:"mspan_sys,omitempty"`
-}
+	"github.com/gin-sse/sse/bench/internal/load"
+)
 
 // Server serves an implementation's stream at /events and the benchmark's
 // control endpoints:
@@ -66,7 +47,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("gc") == "1" {
 		debug.FreeOSMemory() // runs a GC first
 	}
-	st := Stats{
+	st := load.Stats{
 		Impl:        s.name,
 		PID:         os.Getpid(),
 		Subscribers: s.impl.Subscribers(),

@@ -121,15 +121,25 @@ func (r *Result) OK() bool {
 		r.FailedStreams == 0 && r.ServerPublishErr == 0
 }
 
-type stats struct {
+// Stats is the answer of the benchmark server's GET /stats.
+type Stats struct {
 	Impl        string `json:"impl"`
 	PID         int    `json:"pid"`
 	Subscribers int    `json:"subscribers"`
 	Published   int64  `json:"published"`
 	Publishing  bool   `json:"publishing"`
 	Errors      int64  `json:"errors"`
-	HeapInuse   uint64 `json:"heap_inuse"`
-	StackInuse  uint64 `json:"stack_inuse"`
+	// With ?mem=1: the Go runtime's view of memory.
+	Goroutines  int    `json:"goroutines,omitempty"`
+	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
+	StackInuse  uint64 `json:"stack_inuse,omitempty"`
+	HeapObjects uint64 `json:"heap_objects,omitempty"`
+	// Sys is all memory the runtime got from the OS, HeapReleased the part
+	// of it returned; StackSys and MSpanSys are parts of Sys.
+	Sys          uint64 `json:"sys,omitempty"`
+	HeapReleased uint64 `json:"heap_released,omitempty"`
+	StackSys     uint64 `json:"stack_sys,omitempty"`
+	MSpanSys     uint64 `json:"mspan_sys,omitempty"`
 }
 
 // stream is one client connection and what it received.
@@ -202,10 +212,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Impl = st.Impl
 	pid := st.PID
-	var mem0 stats
+	var mem0 Stats
 	if cfg.Idle {
-		res.RSSBaseKB, _ = readRSS(pid)
-		mem0, _ = getStats(ctx, hc, cfg.URL+"/stats?mem=1")
+		res.RSSBaseKB, _ = ReadRSS(pid)
+		mem0, _ = GetStats(ctx, hc, cfg.URL+"/stats?mem=1")
 	}
 
 	req := []byte("GET /events?stream=t HTTP/1.1\r\nHost: " + u.Host +
@@ -254,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Wait until the server has every stream subscribed.
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	for {
-		st, err = getStats(ctx, hc, cfg.URL)
+		st, err = GetStats(ctx, hc, cfg.URL)
 		if err != nil {
 			return res, err
 		}
@@ -301,17 +311,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ServerCPUNs = cpu1 - cpu0
 	if cfg.Idle {
 		time.Sleep(cfg.Settle)
-		res.RSSKB, _ = readRSS(pid)
+		res.RSSKB, _ = ReadRSS(pid)
 		if cfg.Clients > 0 {
 			n := float64(cfg.Clients)
 			res.RSSPerConnKB = float64(res.RSSKB-res.RSSBaseKB) / n
-			if mem1, err := getStats(ctx, hc, cfg.URL+"/stats?mem=1"); err == nil {
+			if mem1, err := GetStats(ctx, hc, cfg.URL+"/stats?mem=1"); err == nil {
 				res.HeapPerConn = (float64(mem1.HeapInuse) - float64(mem0.HeapInuse)) / n
 				res.StackPerConn = (float64(mem1.StackInuse) - float64(mem0.StackInuse)) / n
 			}
 		}
 	}
-	if st, err := getStats(ctx, hc, cfg.URL); err == nil {
+	if st, err := GetStats(ctx, hc, cfg.URL); err == nil {
 		res.ServerPublished, res.ServerPublishErr = st.Published, st.Errors
 	}
 	// A short grace period catches duplicates sent after the last event.
@@ -500,9 +510,9 @@ func parseInt(p []byte) (int64, []byte, bool) {
 	return n, p[i:], true
 }
 
-// getStats reads base+"/stats", or the stats URL u itself.
-func getStats(ctx context.Context, hc *http.Client, u string) (stats, error) {
-	var st stats
+// GetStats reads base+"/stats", or the stats URL u itself.
+func GetStats(ctx context.Context, hc *http.Client, u string) (Stats, error) {
+	var st Stats
 	if !strings.Contains(u, "/stats") {
 		u += "/stats"
 	}
@@ -522,10 +532,10 @@ func getStats(ctx context.Context, hc *http.Client, u string) (stats, error) {
 }
 
 // waitStats polls /stats until the server answers.
-func waitStats(ctx context.Context, hc *http.Client, base string, wait time.Duration) (stats, error) {
+func waitStats(ctx context.Context, hc *http.Client, base string, wait time.Duration) (Stats, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		st, err := getStats(ctx, hc, base)
+		st, err := GetStats(ctx, hc, base)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return st, err
 		}

@@ -34,8 +34,8 @@ func readCPU(pid int) (int64, error) {
 	return (ut + st) * (1e9 / userHZ), nil
 }
 
-// readRSS returns VmRSS of process pid, in KiB.
-func readRSS(pid int) (int64, error) {
+// ReadRSS returns VmRSS of process pid, in KiB.
+func ReadRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
