@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,7 +353,7 @@ func (m *MemoryBackend) replayFrames(topics []string, after, until string) ([]*f
 		if f.seq > to {
 			break
 		}
-		if intersects(f.topics, topics) {
+		if slices.ContainsFunc(f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
 			out = append(out, f)
 		}
 	}
@@ -373,15 +374,4 @@ func (m *MemoryBackend) Close() error {
 	m.closed = true
 	m.deliver = nil
 	return nil
-}
-
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				return true
-			}
-		}
-	}
-	return false
 }

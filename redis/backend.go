@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -354,7 +355,7 @@ func (b *Backend) Replay(ctx context.Context, topics []string, after, until stri
 	var out []sse.Message
 	for _, x := range rng.Val() {
 		msg, ok := decode(x)
-		if ok && intersects(msg.Topics, topics) {
+		if ok && slices.ContainsFunc(msg.Topics, func(t string) bool { return slices.Contains(topics, t) }) {
 			out = append(out, msg)
 		}
 	}
@@ -539,17 +540,6 @@ func idTime(id string) time.Time {
 		return time.UnixMilli(int64(x.ms))
 	}
 	return time.Time{}
-}
-
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // CompareIDs orders two event ids of this backend (Redis stream ids),
