@@ -139,6 +139,7 @@ type Stats struct {
 type Broker struct {
 	cfg     config
 	backend Backend
+	mem     *MemoryBackend // backend, when it is the in-memory one: frames go in and out as they are
 
 	mu       sync.Mutex
 	topics   map[string][]*subscriber // each subscriber's place is in its slots
@@ -175,8 +176,9 @@ func NewBroker(opts ...Option) (*Broker, error) {
 	}
 	var pos string
 	var err error
-	if mb, ok := b.backend.(*MemoryBackend); ok {
-		pos, err = mb.startFramed(b.dispatchFrame)
+	b.mem, _ = b.backend.(*MemoryBackend)
+	if b.mem != nil {
+		pos, err = b.mem.startFramed(b.dispatchFrame)
 	} else {
 		pos, err = b.backend.Start(b.dispatch)
 	}
@@ -230,9 +232,9 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
-	if mb, ok := b.backend.(*MemoryBackend); ok {
+	if b.mem != nil {
 		var f *frame
-		if f, err = mb.publishFramed(topics, id, buf, idRoom); err == nil {
+		if f, err = b.mem.publishFramed(topics, id, buf, idRoom); err == nil {
 			id = f.id
 		}
 	} else {
@@ -536,10 +538,10 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 			s.skipThrough(lastID)
 			return nil, nil
 		}
-	} else if mb, ok := b.backend.(*MemoryBackend); ok {
+	} else if b.mem != nil {
 		// The history's frames are the ones written live: no copies.
 		var head []*frame
-		if head, err = mb.replayFrames(s.info.Topics, lastID, until); err == nil {
+		if head, err = b.mem.replayFrames(s.info.Topics, lastID, until); err == nil {
 			return head, nil
 		}
 	} else {
