@@ -19,7 +19,7 @@ import (
 //	POST /publish?n=N&rate=R&size=S  publish N events in the background,
 //	                                 R per second (0: as fast as possible),
 //	                                 data padded to S bytes; 202 at once
-//	GET  /stats[?mem=1][&gc=1]       Stats as JSON (with the runtime's
+//	GET  /stats[?mem=1][&gc=1]       load.Stats as JSON (with the runtime's
 //	                                 memory figures when mem=1; gc=1 first
 //	                                 runs a GC and returns freed memory to
 //	                                 the OS, for the soak's after figure)
