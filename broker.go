@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,7 +196,7 @@ func NewBroker(opts ...Option) (*Broker, error) {
 
 // Publish publishes ev to topic and returns its id. See [Broker.PublishTopics].
 func (b *Broker) Publish(topic string, ev Event) (string, error) {
-	return b.publish(context.Background(), []string{topic}, ev)
+	return b.publish(context.Background(), topic, nil, ev)
 }
 
 // PublishTopics publishes ev once to several topics: a subscriber of more
@@ -206,12 +207,24 @@ func (b *Broker) Publish(topic string, ev Event) (string, error) {
 // subscribers, and keeps nothing of ev: a []byte in ev.Data may be reused
 // as soon as it returns.
 func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
-	return b.publish(ctx, slices.Clone(topics), ev)
+	switch len(topics) {
+	case 0:
+		return "", ErrNoTopics
+	case 1:
+		return b.publish(ctx, topics[0], nil, ev)
+	}
+	return b.publish(ctx, "", slices.Clone(topics), ev)
 }
 
-// publish publishes ev to topics, a slice the broker may keep.
-func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string, error) {
-	topics, err := b.checkTopics(topics)
+// publish publishes ev to topic, or when topics is not nil to topics, a
+// slice the broker may keep. A single topic is kept in the frame itself.
+func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev Event) (string, error) {
+	var err error
+	if topics == nil {
+		err = b.checkTopic(topic)
+	} else {
+		topics, err = b.checkTopics(topics)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -233,11 +246,14 @@ func (b *Broker) publish(ctx context.Context, topics []string, ev Event) (string
 		return "", ErrBrokerClosed
 	}
 	if b.mem != nil {
-		var f *frame
-		if f, err = b.mem.publishFramed(topics, id, buf, idRoom); err == nil {
-			id = f.id
+		var e entry
+		if e, err = b.mem.publishFramed(topic, topics, id, buf, idRoom); err == nil {
+			id = e.f.ownedID()
 		}
 	} else {
+		if topics == nil {
+			topics = []string{topic}
+		}
 		var msg Message
 		if msg, err = b.backend.Publish(ctx, topics, id, buf[idRoom:]); err == nil {
 			id = msg.ID
@@ -261,13 +277,8 @@ func (b *Broker) checkTopics(topics []string) ([]string, error) {
 	}
 	out := topics
 	for i, t := range topics {
-		if t == "" || len(t) > 256 || hasControl(t) {
-			return nil, fmt.Errorf("%w: %q", ErrInvalidTopic, t)
-		}
-		if b.cfg.knownTopics != nil {
-			if _, ok := b.cfg.knownTopics[t]; !ok {
-				return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, t)
-			}
+		if err := b.checkTopic(t); err != nil {
+			return nil, err
 		}
 		switch {
 		case len(out) < i: // deduplicating into a copy
@@ -279,6 +290,19 @@ func (b *Broker) checkTopics(topics []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkTopic validates one topic.
+func (b *Broker) checkTopic(t string) error {
+	if t == "" || len(t) > 256 || hasControl(t) {
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, t)
+	}
+	if b.cfg.knownTopics != nil {
+		if _, ok := b.cfg.knownTopics[t]; !ok {
+			return fmt.Errorf("%w: %q", ErrUnknownTopic, t)
+		}
+	}
+	return nil
 }
 
 func hasControl(s string) bool {
@@ -298,8 +322,26 @@ type frame struct {
 	wire []byte
 
 	topics []string
-	at     time.Duration // when stored, from the backend's start
-	seq    uint64
+	topic1 [1]string // topics of a single-topic event: no slice of its own
+}
+
+// setTopics sets f's topics: topics, or when it is nil just topic.
+func (f *frame) setTopics(topic string, topics []string) {
+	if topics == nil {
+		f.topic1[0] = topic
+		topics = f.topic1[:]
+	}
+	f.topics = topics
+}
+
+// ownedID returns f's id for a caller to keep. An id the in-memory backend
+// gave out shares the bytes of f's wire encoding; it is copied when that
+// encoding is large, so that keeping the id does not keep the event.
+func (f *frame) ownedID() string {
+	if cap(f.wire) > 512 {
+		return strings.Clone(f.id)
+	}
+	return f.id
 }
 
 // body returns the frame's encoding without its "id:" line.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Errors a [Backend] returns from Replay when it cannot give a client the
@@ -104,7 +105,7 @@ type MemoryBackend struct {
 	epoch    string
 	seq      uint64
 	next     []byte   // the id of seq, as text, counted up in place
-	log      []*frame // ring: log[head] is the oldest of n entries
+	log      []entry // ring: log[head] is the oldest of n entries, the one with seq seq-n+1
 	head, n  int
 	bytes    int
 	index    map[string]uint64 // own id -> seq of the entries kept that have one
@@ -150,9 +151,18 @@ func (m *MemoryBackend) clock() time.Duration {
 	return time.Since(m.start)
 }
 
-// message returns f as a Message.
-func (m *MemoryBackend) message(f *frame) Message {
-	return Message{ID: f.id, Topics: f.topics, Body: f.body(), Time: m.start.Add(f.at)}
+// entry is one event of the history. What trimming needs is kept here, so
+// that it does not read the old frames it drops.
+type entry struct {
+	f       *frame
+	at      time.Duration // when stored, from the backend's start
+	size    int           // the event's encoded length, without its id line
+	indexed bool          // the event has its own id, in the index
+}
+
+// message returns the history entry e as a Message.
+func (m *MemoryBackend) message(e entry) Message {
+	return Message{ID: e.f.id, Topics: e.f.topics, Body: e.f.body(), Time: m.start.Add(e.at)}
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
@@ -184,7 +194,8 @@ func (m *MemoryBackend) ownID(id string) bool {
 
 // Start implements [Backend].
 func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
-	return m.startFramed(func(f *frame) { deliver(m.message(f)) })
+	// The frame delivered is the newest entry.
+	return m.startFramed(func(*frame) { deliver(m.message(m.log[(m.head+m.n-1)%len(m.log)])) })
 }
 
 // startFramed is Start for a broker in this package, which takes the
@@ -204,35 +215,42 @@ func (m *MemoryBackend) startFramed(deliver func(*frame)) (string, error) {
 
 // Publish implements [Backend]. Delivery happens before it returns.
 func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
-	f, err := m.publishFramed(topics, id, body, 0)
+	if topics == nil {
+		topics = []string{}
+	}
+	e, err := m.publishFramed("", topics, id, body, 0)
 	if err != nil {
 		return Message{}, err
 	}
-	return m.message(f), nil
+	return m.message(e), nil
 }
 
-// publishFramed publishes the body buf[room:] and returns its frame, which
-// the history keeps. When the "id:" line fits in the room in front of the
-// body it is written there, and the frame's wire encoding is that part of
-// buf: one buffer per publish, shared by the history and every subscriber.
-func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, room int) (*frame, error) {
+// publishFramed publishes the body buf[room:] to topic, or to topics when
+// it is not nil, and returns its frame, which the history keeps. When the
+// "id:" line fits in the room in front of the body it is written there,
+// and the frame's wire encoding is that part of buf: one buffer per
+// publish, shared by the history and every subscriber. An id this backend
+// gives out is a string over those bytes, which are never written again.
+func (m *MemoryBackend) publishFramed(topic string, topics []string, id string, buf []byte, room int) (entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, ErrBackendClosed
+		return entry{}, ErrBackendClosed
 	}
 	if id != "" {
 		if _, dup := m.index[id]; dup || m.ownID(id) {
-			return nil, fmt.Errorf("%w: %q", ErrDuplicateID, id)
+			return entry{}, fmt.Errorf("%w: %q", ErrDuplicateID, id)
 		}
 	}
 	m.seq++
 	m.next = incDecimal(m.next)
 	own := id == ""
 	if own {
-		id = string(m.next)
+		// A view of m.next, until it is copied into the wire below.
+		id = unsafe.String(unsafe.SliceData(m.next), len(m.next))
 	}
-	f := &frame{id: id, topics: topics, at: m.clock(), seq: m.seq}
+	f := new(frame)
+	f.setTopics(topic, topics)
 	end := len(buf) // slices are capped at end, so that an append copies
 	if n := len("id: \n") + len(id); n <= room {
 		w := buf[room-n : end : end]
@@ -243,50 +261,54 @@ func (m *MemoryBackend) publishFramed(topics []string, id string, buf []byte, ro
 	} else {
 		f.wire = appendIDLine(make([]byte, 0, n+end-room), id, buf[room:])
 	}
-	m.push(f)
+	if own {
+		f.id = unsafe.String(&f.wire[len("id: ")], len(id))
+	} else {
+		f.id = id
+	}
+	e := entry{f: f, at: m.clock(), size: len(f.wire) - len("id: \n") - len(f.id), indexed: !own}
+	m.push(e)
 	if m.deliver != nil {
 		m.deliver(f)
 	}
-	return f, nil
+	return e, nil
 }
 
-func (m *MemoryBackend) push(f *frame) {
+func (m *MemoryBackend) push(e entry) {
 	if m.n == len(m.log) {
-		grown := make([]*frame, max(2*len(m.log), 64))
+		grown := make([]entry, max(2*len(m.log), 64))
 		for i := range m.n {
 			grown[i] = m.log[(m.head+i)%len(m.log)]
 		}
 		m.log, m.head = grown, 0
 	}
-	m.log[(m.head+m.n)%len(m.log)] = f
+	m.log[(m.head+m.n)%len(m.log)] = e
 	m.n++
-	m.bytes += size(f)
-	if !m.ownID(f.id) { // an event's own id; the ids given out are parsed
-		m.index[f.id] = f.seq
+	m.bytes += e.size
+	if e.indexed {
+		m.index[e.f.id] = m.seq
 	}
-	m.trim(f.at)
+	m.trim(e.at)
 }
-
-func size(f *frame) int { return len(f.wire) - len("id: \n") }
 
 // trim drops the oldest entries beyond the limits; now is m.clock().
 func (m *MemoryBackend) trim(now time.Duration) {
 	oldest := now - m.maxAge
 	for m.n > 0 {
-		f := m.log[m.head]
+		e := &m.log[m.head]
 		// The newest entry stays whatever its age or size: it is the
 		// resume point of every client that is up to date.
 		over := (m.maxCount > 0 && m.n > m.maxCount) ||
 			(m.n > 1 && m.maxBytes > 0 && m.bytes > m.maxBytes) ||
-			(m.n > 1 && m.maxAge > 0 && f.at < oldest)
+			(m.n > 1 && m.maxAge > 0 && e.at < oldest)
 		if !over {
 			return
 		}
-		m.bytes -= size(f)
-		if !m.ownID(f.id) {
-			delete(m.index, f.id)
+		m.bytes -= e.size
+		if e.indexed {
+			delete(m.index, e.f.id)
 		}
-		m.log[m.head] = nil
+		*e = entry{}
 		m.head = (m.head + 1) % len(m.log)
 		m.n--
 	}
@@ -309,55 +331,47 @@ func (m *MemoryBackend) seqOf(id string) (uint64, error) {
 
 // Replay implements [Backend].
 func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
-	frames, err := m.replayFrames(topics, after, until)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Message, len(frames))
-	for i, f := range frames {
-		out[i] = m.message(f)
-	}
-	return out, nil
+	var out []Message
+	err := m.replayEach(topics, after, until, func(e entry) { out = append(out, m.message(e)) })
+	return out, err
 }
 
 // replayFrames is Replay for a broker in this package, which writes the
 // frames as they are.
 func (m *MemoryBackend) replayFrames(topics []string, after, until string) ([]*frame, error) {
+	var out []*frame
+	err := m.replayEach(topics, after, until, func(e entry) { out = append(out, e.f) })
+	return out, err
+}
+
+// replayEach calls fn, in order and under the lock, with each entry after
+// after, up to until, published to one of topics.
+func (m *MemoryBackend) replayEach(topics []string, after, until string, fn func(entry)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, ErrBackendClosed
+		return ErrBackendClosed
 	}
 	m.trim(m.clock())
 	from, err := m.seqOf(after)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	to, err := m.seqOf(until)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var first uint64 = m.seq + 1
-	if m.n > 0 {
-		first = m.log[m.head].seq
-	}
+	first := m.seq - uint64(m.n) + 1 // seq of m.log[m.head]
 	if from+1 < first {
-		return nil, fmt.Errorf("%w: %q", ErrHistoryExpired, after)
+		return fmt.Errorf("%w: %q", ErrHistoryExpired, after)
 	}
-	var out []*frame
-	for i := range m.n {
-		f := m.log[(m.head+i)%len(m.log)]
-		if f.seq <= from {
-			continue
-		}
-		if f.seq > to {
-			break
-		}
-		if slices.ContainsFunc(f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
-			out = append(out, f)
+	for seq := from + 1; seq <= to; seq++ {
+		e := m.log[(m.head+int(seq-first))%len(m.log)]
+		if slices.ContainsFunc(e.f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
+			fn(e)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // Len returns the number of events kept.
