@@ -104,7 +104,7 @@ type MemoryBackend struct {
 	deliver  func(*frame)
 	epoch    string
 	seq      uint64
-	next     []byte   // the id of seq, as text, counted up in place
+	next     []byte  // the id of seq, as text, counted up in place
 	log      []entry // ring: log[head] is the oldest of n entries, the one with seq seq-n+1
 	head, n  int
 	bytes    int
@@ -218,7 +218,7 @@ func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, b
 	if topics == nil {
 		topics = []string{}
 	}
-	e, err := m.publishFramed("", topics, id, body, 0)
+	e, err := m.publishFramed(new(frame), "", topics, id, body, 0)
 	if err != nil {
 		return Message{}, err
 	}
@@ -226,12 +226,13 @@ func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, b
 }
 
 // publishFramed publishes the body buf[room:] to topic, or to topics when
-// it is not nil, and returns its frame, which the history keeps. When the
+// it is not nil, as the frame f, which it fills in and keeps in the
+// history, and returns the history's entry for it. When the
 // "id:" line fits in the room in front of the body it is written there,
 // and the frame's wire encoding is that part of buf: one buffer per
 // publish, shared by the history and every subscriber. An id this backend
 // gives out is a string over those bytes, which are never written again.
-func (m *MemoryBackend) publishFramed(topic string, topics []string, id string, buf []byte, room int) (entry, error) {
+func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, id string, buf []byte, room int) (entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -249,7 +250,6 @@ func (m *MemoryBackend) publishFramed(topic string, topics []string, id string, 
 		// A view of m.next, until it is copied into the wire below.
 		id = unsafe.String(unsafe.SliceData(m.next), len(m.next))
 	}
-	f := new(frame)
 	f.setTopics(topic, topics)
 	end := len(buf) // slices are capped at end, so that an append copies
 	if n := len("id: \n") + len(id); n <= room {
