@@ -907,6 +907,13 @@ func (d *delivery) flush() error {
 	if len(frames) == 1 {
 		p = frames[0].wire
 	} else {
+		n := 0
+		for _, f := range frames {
+			n += len(f.wire)
+		}
+		if n > cap(d.buf) { // grown once, instead of step by step
+			d.buf = make([]byte, 0, max(n, 2*cap(d.buf)))
+		}
 		for _, f := range frames {
 			d.buf = append(d.buf, f.wire...)
 		}

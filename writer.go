@@ -253,8 +253,9 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 	if err := w.startLocked(); err != nil {
 		return err
 	}
+	now := time.Now()
 	if w.deadlines {
-		w.extendDeadline()
+		w.extendDeadline(now)
 	}
 	if len(p) > 0 {
 		n, err := w.w.Write(p)
@@ -277,7 +278,7 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		_ = w.conn.SetWriteDeadline(time.Time{})
 	}
 	w.events.Add(int64(events))
-	w.lastWrite.Store(time.Now().UnixNano())
+	w.lastWrite.Store(now.UnixNano()) // when it began: one clock read per write
 	return nil
 }
 
@@ -285,8 +286,7 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 // On HTTP/1 the deadline is only moved once half of it has passed, which
 // saves a timer update on most writes; HTTP/2 deadlines are cleared after
 // every write, so they are set every time.
-func (w *Writer) extendDeadline() {
-	now := time.Now()
+func (w *Writer) extendDeadline(now time.Time) {
 	if w.http1 && now.Add(w.cfg.writeTimeout/2).Before(w.deadline) {
 		return
 	}
