@@ -195,7 +195,7 @@ func (m *MemoryBackend) ownID(id string) bool {
 // Start implements [Backend].
 func (m *MemoryBackend) Start(deliver func(Message)) (string, error) {
 	// The frame delivered is the newest entry.
-	return m.startFramed(func(*frame) { deliver(m.message(m.log[(m.head+m.n-1)%len(m.log)])) })
+	return m.startFramed(func(*frame) { deliver(m.message(*m.at(m.n - 1))) })
 }
 
 // startFramed is Start for a broker in this package, which takes the
@@ -274,15 +274,21 @@ func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, i
 	return e, nil
 }
 
+// at returns the i-th oldest entry of the ring, whose length is a power
+// of two.
+func (m *MemoryBackend) at(i int) *entry {
+	return &m.log[(m.head+i)&(len(m.log)-1)]
+}
+
 func (m *MemoryBackend) push(e entry) {
 	if m.n == len(m.log) {
-		grown := make([]entry, max(2*len(m.log), 64))
+		grown := make([]entry, max(2*len(m.log), 64)) // a power of two
 		for i := range m.n {
-			grown[i] = m.log[(m.head+i)%len(m.log)]
+			grown[i] = *m.at(i)
 		}
 		m.log, m.head = grown, 0
 	}
-	m.log[(m.head+m.n)%len(m.log)] = e
+	*m.at(m.n) = e
 	m.n++
 	m.bytes += e.size
 	if e.indexed {
@@ -309,7 +315,7 @@ func (m *MemoryBackend) trim(now time.Duration) {
 			delete(m.index, e.f.id)
 		}
 		*e = entry{}
-		m.head = (m.head + 1) % len(m.log)
+		m.head = (m.head + 1) & (len(m.log) - 1)
 		m.n--
 	}
 }
@@ -366,7 +372,7 @@ func (m *MemoryBackend) replayEach(topics []string, after, until string, fn func
 		return fmt.Errorf("%w: %q", ErrHistoryExpired, after)
 	}
 	for seq := from + 1; seq <= to; seq++ {
-		e := m.log[(m.head+int(seq-first))%len(m.log)]
+		e := *m.at(int(seq - first))
 		if slices.ContainsFunc(e.f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
 			fn(e)
 		}
