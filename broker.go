@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Errors of the [Broker]. Test for them with [errors.Is].
@@ -361,35 +362,44 @@ const idRoom = len("id: -\n") + 13 + 20
 
 // newFrameBuf returns a new frame and an empty buffer of capacity at least
 // n. A small buffer is allocated with the frame, as one object: one
-// allocation per event instead of two. The sizes fill Go's size classes.
+// allocation per event instead of two.
 func newFrameBuf(n int) (*frame, []byte) {
-	switch {
-	case n <= 112:
-		x := new(struct {
-			f   frame
-			buf [112]byte
-		})
-		return &x.f, x.buf[:0]
-	case n <= 176:
-		x := new(struct {
-			f   frame
-			buf [176]byte
-		})
-		return &x.f, x.buf[:0]
-	case n <= 304:
-		x := new(struct {
-			f   frame
-			buf [304]byte
-		})
-		return &x.f, x.buf[:0]
-	case n <= 432:
-		x := new(struct {
-			f   frame
-			buf [432]byte
-		})
-		return &x.f, x.buf[:0]
+	for _, c := range frameBufs {
+		if n <= c.n {
+			return c.alloc()
+		}
 	}
 	return new(frame), make([]byte, 0, n)
+}
+
+// frameBufs are the buffer sizes allocated with a frame, smallest first.
+// With the frame, each fills one of Go's allocation size classes
+// (TestFrameBufSizeClasses checks it).
+var frameBufs = [...]struct {
+	n     int
+	alloc func() (*frame, []byte)
+}{
+	{48, frameWith[[48]byte]},
+	{64, frameWith[[64]byte]},
+	{80, frameWith[[80]byte]},
+	{96, frameWith[[96]byte]},
+	{112, frameWith[[112]byte]},
+	{144, frameWith[[144]byte]},
+	{176, frameWith[[176]byte]},
+	{240, frameWith[[240]byte]},
+	{304, frameWith[[304]byte]},
+	{432, frameWith[[432]byte]},
+	{560, frameWith[[560]byte]},
+	{944, frameWith[[944]byte]},
+}
+
+// frameWith allocates a frame and the byte array B as one object.
+func frameWith[B any]() (*frame, []byte) {
+	x := new(struct {
+		f   frame
+		buf B
+	})
+	return &x.f, unsafe.Slice((*byte)(unsafe.Pointer(&x.buf)), unsafe.Sizeof(x.buf))[:0]
 }
 
 func newFrame(msg Message) *frame {

@@ -3,16 +3,21 @@ package sse
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
 
@@ -471,4 +476,56 @@ func BenchmarkBrokerReplay(b *testing.B) {
 		br.remove(s, false)
 	}
 	_ = br.Shutdown(context.Background())
+}
+
+func TestSizeHintIsAnUpperBound(t *testing.T) {
+	events := []Event{
+		{},
+		{Data: ""},
+		{Data: "x"},
+		{ID: "7", Event: "update", Data: "a\nb\rc\r\nd", Retry: time.Duration(math.MaxInt64), Comment: "c\r\nd\re\n"},
+		{ResetID: true, Data: []byte("\r\r\n\n")},
+		{Data: json.RawMessage(`{"a":1}`)},
+		{Data: map[string]int{"a": 1}},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	piece := func() string {
+		var b strings.Builder
+		for range rng.IntN(40) {
+			b.WriteByte("ab\r\n"[rng.IntN(4)])
+		}
+		return b.String()
+	}
+	for range 2000 {
+		events = append(events, Event{Comment: piece(), Data: piece()}, Event{Data: []byte(piece())})
+	}
+	for _, ev := range events {
+		wire, err := ev.AppendTo(nil)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, len(wire), ev.sizeHint(), "%q", wire)
+	}
+}
+
+func TestFrameBufSizeClasses(t *testing.T) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	classes := map[uint32]bool{}
+	for _, c := range ms.BySize {
+		classes[c.Size] = true
+	}
+	for i, c := range frameBufs {
+		size := uint32(unsafe.Sizeof(frame{})) + uint32(c.n)
+		assert.True(t, classes[size], "frame with %d bytes: %d is not a size class", c.n, size)
+		if i > 0 {
+			assert.Greater(t, c.n, frameBufs[i-1].n, "sorted")
+		}
+		f, buf := c.alloc()
+		assert.NotNil(t, f)
+		assert.Equal(t, 0, len(buf))
+		assert.Equal(t, c.n, cap(buf))
+		assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { f, buf = c.alloc() }))
+	}
+	f, buf := newFrameBuf(frameBufs[len(frameBufs)-1].n + 1)
+	assert.NotNil(t, f)
+	assert.Equal(t, frameBufs[len(frameBufs)-1].n+1, cap(buf))
 }

@@ -139,20 +139,42 @@ func (e Event) AppendTo(dst []byte) ([]byte, error) {
 	return append(dst, '\n'), nil
 }
 
-// sizeHint is a guess at the length of e's encoding, to size its buffer.
+// sizeHint returns the length of e's encoding or a little more, to size
+// its buffer: an upper bound for string and []byte data, a guess for data
+// encoded as JSON.
 func (e *Event) sizeHint() int {
-	n := len(e.Comment) + len(e.ID) + len(e.Event) + len("data: \n\n") + 24
+	n := len("\n") // the blank line that ends the event
+	if e.Comment != "" {
+		n += linesLen(e.Comment, len(": "))
+	}
+	if e.ID != "" || e.ResetID {
+		n += len("id: \n") + len(e.ID)
+	}
+	if e.Event != "" {
+		n += len("event: \n") + len(e.Event)
+	}
+	if e.Retry > 0 {
+		n += len("retry: \n") + 20
+	}
 	switch d := e.Data.(type) {
+	case nil:
 	case string:
-		n += len(d)
+		n += linesLen(d, len("data: "))
 	case []byte:
-		n += len(d)
+		n += linesLen(bytesView(d), len("data: "))
 	case json.RawMessage:
-		n += len(d)
+		n += linesLen(bytesView(d), len("data: "))
 	default:
-		n += 64
+		n += len("data: \n") + 64
 	}
 	return n
+}
+
+// linesLen is at least the length of appendLines(dst, prefix, s) minus
+// len(dst), for a prefix of p bytes: every line break may start a line.
+func linesLen(s string, p int) int {
+	lines := 1 + strings.Count(s, "\n") + strings.Count(s, "\r")
+	return len(s) + lines*(p+len("\n"))
 }
 
 // WriteTo writes the encoding of e to w. It implements [io.WriterTo]. An
