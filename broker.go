@@ -323,12 +323,12 @@ func hasControl(s string) bool {
 }
 
 // frame is one message as written to clients: "id: <id>\n" and the body.
-// One frame is shared by every subscriber. The in-memory backend keeps its
-// frames as its history (the fields after wire are its own).
+// One frame is shared by every subscriber, and the in-memory backend keeps
+// its frames as its history. Its bytes are never written once it is
+// published.
 type frame struct {
-	id   string
-	wire []byte
-
+	id     string
+	wire   []byte
 	topics []string
 	topic1 [1]string // topics of a single-topic event: no slice of its own
 }

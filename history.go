@@ -162,7 +162,7 @@ type entry struct {
 
 // message returns the history entry e as a Message.
 func (m *MemoryBackend) message(e entry) Message {
-	return Message{ID: e.f.id, Topics: e.f.topics, Body: e.f.body(), Time: m.start.Add(e.at)}
+	return Message{ID: e.f.ownedID(), Topics: e.f.topics, Body: e.f.body(), Time: m.start.Add(e.at)}
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
