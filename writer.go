@@ -44,13 +44,13 @@ type Writer struct {
 	conn      http.ResponseController         // the innermost writer: deadlines
 	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
 	ctx       context.Context
-	http1     bool
 	cfg       *config   // shared by the streams of a route; read only
 	deadline  time.Time // the connection's write deadline, on HTTP/1
 	buf       []byte
+	err       error
+	http1     bool
 	started   bool
 	deadlines bool
-	err       error
 
 	events    atomic.Int64
 	bytes     atomic.Int64
