@@ -337,47 +337,47 @@ func (m *MemoryBackend) seqOf(id string) (uint64, error) {
 
 // Replay implements [Backend].
 func (m *MemoryBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
-	var out []Message
-	err := m.replayEach(topics, after, until, func(e entry) { out = append(out, m.message(e)) })
-	return out, err
+	return replay(m, topics, after, until, m.message)
 }
 
 // replayFrames is Replay for a broker in this package, which writes the
 // frames as they are.
 func (m *MemoryBackend) replayFrames(topics []string, after, until string) ([]*frame, error) {
-	var out []*frame
-	err := m.replayEach(topics, after, until, func(e entry) { out = append(out, e.f) })
-	return out, err
+	return replay(m, topics, after, until, func(e entry) *frame { return e.f })
 }
 
-// replayEach calls fn, in order and under the lock, with each entry after
-// after, up to until, published to one of topics.
-func (m *MemoryBackend) replayEach(topics []string, after, until string, fn func(entry)) error {
+// replay returns, in order, each entry of m's history after after, up to
+// until, published to one of topics, as conv makes it.
+func replay[T any](m *MemoryBackend, topics []string, after, until string, conv func(entry) T) ([]T, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrBackendClosed
+		return nil, ErrBackendClosed
 	}
 	m.trim(m.clock())
 	from, err := m.seqOf(after)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	to, err := m.seqOf(until)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	first := m.seq - uint64(m.n) + 1 // seq of m.log[m.head]
 	if from+1 < first {
-		return fmt.Errorf("%w: %q", ErrHistoryExpired, after)
+		return nil, fmt.Errorf("%w: %q", ErrHistoryExpired, after)
 	}
+	if to <= from {
+		return nil, nil
+	}
+	out := make([]T, 0, min(to-from, 64))
 	for seq := from + 1; seq <= to; seq++ {
 		e := *m.at(int(seq - first))
 		if slices.ContainsFunc(e.f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
-			fn(e)
+			out = append(out, conv(e))
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // Len returns the number of events kept.
