@@ -234,28 +234,33 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 	}
 	id := ev.ID
 	ev.ID = ""
+	if len(id) > maxIDLen || containsAny(id, true) {
+		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
+	}
 	// For the in-memory backend the event is encoded after room for its
 	// "id:" line, which the backend fills in, in a buffer allocated with
 	// its frame: one allocation for the whole frame.
 	var f *frame
 	var buf []byte
+	room := 0
 	if b.mem != nil {
-		f, buf = newFrameBuf(idRoom + ev.sizeHint())
-		buf = buf[:idRoom]
+		room = len("id: \n") + len(id)
+		if id == "" {
+			room += b.mem.idRoom()
+		}
+		f, buf = newFrameBuf(room + ev.sizeHint())
+		buf = buf[:room]
 	}
 	buf, err = ev.AppendTo(buf)
 	if err != nil {
 		return "", err
-	}
-	if len(id) > maxIDLen || containsAny(id, true) {
-		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
 	}
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
 	if b.mem != nil {
 		var e entry
-		if e, err = b.mem.publishFramed(f, topic, topics, id, buf, idRoom); err == nil {
+		if e, err = b.mem.publishFramed(f, topic, topics, id, buf, room); err == nil {
 			id = e.f.ownedID()
 		}
 	} else {
@@ -354,11 +359,6 @@ func (f *frame) ownedID() string {
 
 // body returns the frame's encoding without its "id:" line.
 func (f *frame) body() []byte { return f.wire[len("id: \n")+len(f.id):] }
-
-// idRoom is the room left in front of an event's encoding for its "id:"
-// line: enough for the in-memory backend's ids, "<epoch>-<n>" (epoch is
-// at most 13 characters, n at most 20).
-const idRoom = len("id: -\n") + 13 + 20
 
 // newFrameBuf returns a new frame and an empty buffer of capacity at least
 // n. A small buffer is allocated with the frame, as one object: one

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -104,8 +105,9 @@ type MemoryBackend struct {
 	deliver  func(*frame)
 	epoch    string
 	seq      uint64
-	next     []byte  // the id of seq, as text, counted up in place
-	log      []entry // ring: log[head] is the oldest of n entries, the one with seq seq-n+1
+	next     []byte       // the id of seq, as text, counted up in place
+	nextLen  atomic.Int32 // len(next), read without the lock
+	log      []entry      // ring: log[head] is the oldest of n entries, the one with seq seq-n+1
 	head, n  int
 	bytes    int
 	index    map[string]uint64 // own id -> seq of the entries kept that have one
@@ -131,7 +133,7 @@ const (
 func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 	start := time.Now()
 	epoch := strconv.FormatInt(start.UnixNano(), 36)
-	return &MemoryBackend{
+	m := &MemoryBackend{
 		epoch:    epoch,
 		next:     []byte(epoch + "-0"),
 		index:    make(map[string]uint64),
@@ -140,7 +142,15 @@ func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 		maxBytes: max(bytes, 0),
 		start:    start,
 	}
+	m.nextLen.Store(int32(len(m.next)))
+	return m
 }
+
+// idRoom returns the room a broker leaves in front of an event's encoding
+// for the id this backend will give it: the length of the last id given
+// out, plus one for a carry. Should more digits appear meanwhile, the id
+// does not fit and publishFramed copies the event instead.
+func (m *MemoryBackend) idRoom() int { return int(m.nextLen.Load()) + 1 }
 
 // clock returns the time as an offset from m.start. Reading only the
 // monotonic clock costs less than time.Now, once per publish.
@@ -245,6 +255,9 @@ func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, i
 	}
 	m.seq++
 	m.next = incDecimal(m.next)
+	if n := int32(len(m.next)); n != m.nextLen.Load() {
+		m.nextLen.Store(n)
+	}
 	own := id == ""
 	if own {
 		// A view of m.next, until it is copied into the wire below.

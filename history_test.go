@@ -117,3 +117,45 @@ func TestIncDecimal(t *testing.T) {
 		}
 	}
 }
+
+// The room a broker leaves for an id follows the ids' length; an id that
+// outgrew it (more digits appeared meanwhile) is written with a copy.
+func TestMemoryBackendIDRoom(t *testing.T) {
+	m, _ := memBackend(t, 100, 0, 0)
+	body := []byte("data: x\n\n")
+	publish := func(room int) entry {
+		t.Helper()
+		f, buf := newFrameBuf(room + len(body))
+		e, err := m.publishFramed(f, "t", nil, "", append(buf[:room], body...), room)
+		require.NoError(t, err)
+		assert.Equal(t, "id: "+e.f.id+"\n"+string(body), string(e.f.wire))
+		return e
+	}
+	for range 9 {
+		publish(len("id: \n") + m.idRoom())
+	}
+	assert.Equal(t, len(m.epoch)+len("-9")+1, m.idRoom(), "room for one more digit")
+	e := publish(len("id: \n") + m.idRoom()) // 9 -> 10: fits in the room
+	assert.Equal(t, m.epoch+"-10", e.f.id)
+	assert.Equal(t, len(m.epoch)+len("-10")+1, m.idRoom())
+
+	e = publish(len("id: \n") + len(m.epoch)) // no room for the id: copied
+	assert.Equal(t, m.epoch+"-11", e.f.id)
+	assert.Equal(t, m.epoch+"-11", e.f.ownedID())
+
+	// A broker's publish goes through the room too.
+	b, err := NewBroker()
+	require.NoError(t, err)
+	defer func() { _ = b.Shutdown(context.Background()) }()
+	for i := 1; i <= 120; i++ {
+		id, err := b.Publish("t", Event{Data: "x"})
+		require.NoError(t, err)
+		assert.Equal(t, b.mem.epoch+"-"+strconv.Itoa(i), id)
+	}
+	frames, err := b.mem.replayFrames([]string{"t"}, b.mem.epoch+"-0", b.mem.epoch+"-120")
+	require.NoError(t, err)
+	require.Len(t, frames, 120)
+	for i, f := range frames {
+		assert.Equal(t, "id: "+b.mem.epoch+"-"+strconv.Itoa(i+1)+"\ndata: x\n\n", string(f.wire))
+	}
+}
