@@ -234,9 +234,6 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 	}
 	id := ev.ID
 	ev.ID = ""
-	if len(id) > maxIDLen || containsAny(id, true) {
-		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
-	}
 	// For the in-memory backend the event is encoded after room for its
 	// "id:" line, which the backend fills in, in a buffer allocated with
 	// its frame: one allocation for the whole frame.
@@ -244,23 +241,27 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 	var buf []byte
 	room := 0
 	if b.mem != nil {
-		room = len("id: \n") + len(id)
+		room = len("id: \n") + min(len(id), maxIDLen) // a longer id is refused below
 		if id == "" {
 			room += b.mem.idRoom()
 		}
 		f, buf = newFrameBuf(room + ev.sizeHint())
+		f.setTopics(topic, topics)
 		buf = buf[:room]
 	}
 	buf, err = ev.AppendTo(buf)
 	if err != nil {
 		return "", err
 	}
+	if len(id) > maxIDLen || containsAny(id, true) {
+		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
+	}
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
 	}
 	if b.mem != nil {
 		var e entry
-		if e, err = b.mem.publishFramed(f, topic, topics, id, buf, room); err == nil {
+		if e, err = b.mem.publishFramed(f, id, buf, room); err == nil {
 			id = e.f.ownedID()
 		}
 	} else {
@@ -348,10 +349,10 @@ func (f *frame) setTopics(topic string, topics []string) {
 }
 
 // ownedID returns f's id for a caller to keep. An id the in-memory backend
-// gave out shares the bytes of f's wire encoding; it is copied when that
-// encoding is large, so that keeping the id does not keep the event.
+// gave out shares the bytes of f's wire encoding; it is copied unless that
+// encoding is small, so that keeping the id keeps at most a small frame.
 func (f *frame) ownedID() string {
-	if cap(f.wire) > 512 {
+	if len(f.wire) > 256 {
 		return strings.Clone(f.id)
 	}
 	return f.id

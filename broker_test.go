@@ -146,6 +146,10 @@ func TestBrokerPublishRefusesBadInput(t *testing.T) {
 		{[]string{"a"}, sse.Event{ID: "x\ny", Data: "x"}, sse.ErrInvalidID},
 		{[]string{"a"}, sse.Event{ResetID: true, Data: "x"}, sse.ErrResetWithID},
 		{[]string{"a"}, sse.Event{Data: make(chan int)}, sse.ErrInvalidData},
+		// The event's own encoding errors come first, then its id's.
+		{[]string{"a"}, sse.Event{ID: "x\ny", Data: make(chan int)}, sse.ErrInvalidData},
+		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Event: "x\ny"}, sse.ErrInvalidEventName},
+		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Data: "x"}, sse.ErrInvalidID},
 	}
 	for _, tt := range tests {
 		_, err := b.PublishTopics(context.Background(), tt.topics, tt.ev)

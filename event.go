@@ -171,9 +171,12 @@ func (e *Event) sizeHint() int {
 }
 
 // linesLen is at least the length of appendLines(dst, prefix, s) minus
-// len(dst), for a prefix of p bytes: every line break may start a line.
+// len(dst), for a prefix of p bytes: every LF, CR or CRLF may start a line.
 func linesLen(s string, p int) int {
-	lines := 1 + strings.Count(s, "\n") + strings.Count(s, "\r")
+	lines := 1 + strings.Count(s, "\n")
+	if cr := strings.Count(s, "\r"); cr > 0 {
+		lines += cr - strings.Count(s, "\r\n")
+	}
 	return len(s) + lines*(p+len("\n"))
 }
 

@@ -166,7 +166,7 @@ func (m *MemoryBackend) clock() time.Duration {
 type entry struct {
 	f       *frame
 	at      time.Duration // when stored, from the backend's start
-	size    int           // the event's encoded length, without its id line
+	size    int           // the event's encoded length, with its id but not "id: \n"
 	indexed bool          // the event has its own id, in the index
 }
 
@@ -225,24 +225,21 @@ func (m *MemoryBackend) startFramed(deliver func(*frame)) (string, error) {
 
 // Publish implements [Backend]. Delivery happens before it returns.
 func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
-	if topics == nil {
-		topics = []string{}
-	}
-	e, err := m.publishFramed(new(frame), "", topics, id, body, 0)
+	e, err := m.publishFramed(&frame{topics: topics}, id, body, 0)
 	if err != nil {
 		return Message{}, err
 	}
 	return m.message(e), nil
 }
 
-// publishFramed publishes the body buf[room:] to topic, or to topics when
-// it is not nil, as the frame f, which it fills in and keeps in the
-// history, and returns the history's entry for it. When the
+// publishFramed publishes the body buf[room:] as the frame f (its topics
+// set by the caller): it fills in f's id and wire encoding, keeps f in the
+// history and returns the history's entry for it. When the
 // "id:" line fits in the room in front of the body it is written there,
 // and the frame's wire encoding is that part of buf: one buffer per
 // publish, shared by the history and every subscriber. An id this backend
 // gives out is a string over those bytes, which are never written again.
-func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, id string, buf []byte, room int) (entry, error) {
+func (m *MemoryBackend) publishFramed(f *frame, id string, buf []byte, room int) (entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -263,7 +260,6 @@ func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, i
 		// A view of m.next, until it is copied into the wire below.
 		id = unsafe.String(unsafe.SliceData(m.next), len(m.next))
 	}
-	f.setTopics(topic, topics)
 	end := len(buf) // slices are capped at end, so that an append copies
 	if n := len("id: \n") + len(id); n <= room {
 		w := buf[room-n : end : end]
@@ -279,7 +275,7 @@ func (m *MemoryBackend) publishFramed(f *frame, topic string, topics []string, i
 	} else {
 		f.id = id
 	}
-	e := entry{f: f, at: m.clock(), size: len(f.wire) - len("id: \n") - len(f.id), indexed: !own}
+	e := entry{f: f, at: m.clock(), size: len(f.wire) - len("id: \n"), indexed: !own}
 	m.push(e)
 	if m.deliver != nil {
 		m.deliver(f)
@@ -381,7 +377,7 @@ func replay[T any](m *MemoryBackend, topics []string, after, until string, conv 
 		return nil, fmt.Errorf("%w: %q", ErrHistoryExpired, after)
 	}
 	if to <= from {
-		return nil, nil
+		return []T{}, nil
 	}
 	out := make([]T, 0, min(to-from, 64))
 	for seq := from + 1; seq <= to; seq++ {

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -94,6 +95,11 @@ func TestMemoryBackendReplay(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{a[1], b[0], b[1]}, msgIDs(got), "merged in publish order, up to until")
 
+	got, err = m.Replay(context.Background(), []string{"a"}, both.ID, both.ID)
+	require.NoError(t, err)
+	assert.NotNil(t, got, "nothing missed: an empty list")
+	assert.Empty(t, got)
+
 	for _, bad := range []string{"nope", start, m.epoch + "-99", m.epoch + "-x"} {
 		_, err = m.Replay(context.Background(), []string{"a"}, bad, both.ID)
 		assert.ErrorIs(t, err, ErrUnknownEventID, bad)
@@ -126,7 +132,8 @@ func TestMemoryBackendIDRoom(t *testing.T) {
 	publish := func(room int) entry {
 		t.Helper()
 		f, buf := newFrameBuf(room + len(body))
-		e, err := m.publishFramed(f, "t", nil, "", append(buf[:room], body...), room)
+		f.setTopics("t", nil)
+		e, err := m.publishFramed(f, "", append(buf[:room], body...), room)
 		require.NoError(t, err)
 		assert.Equal(t, "id: "+e.f.id+"\n"+string(body), string(e.f.wire))
 		return e
@@ -158,4 +165,26 @@ func TestMemoryBackendIDRoom(t *testing.T) {
 	for i, f := range frames {
 		assert.Equal(t, "id: "+b.mem.epoch+"-"+strconv.Itoa(i+1)+"\ndata: x\n\n", string(f.wire))
 	}
+}
+
+// The byte limit counts each event's encoding with its id (all but the
+// "id: " and the line break around it), and messages keep the topics they
+// were published with, nil included.
+func TestMemoryBackendBytesCountIDs(t *testing.T) {
+	const limit = 100
+	m, _ := memBackend(t, 0, 0, limit)
+	var sizes []int
+	for i := range 50 {
+		msg, err := m.Publish(context.Background(), nil, "", []byte(fmt.Sprintf("data: %d\n\n", i)))
+		require.NoError(t, err)
+		assert.Nil(t, msg.Topics)
+		sizes = append(sizes, len(msg.ID)+len(msg.Body))
+	}
+	want, sum := 0, 0
+	for i := len(sizes) - 1; i >= 0 && sum+sizes[i] <= limit; i-- {
+		sum += sizes[i]
+		want++
+	}
+	assert.Equal(t, want, m.Len())
+	assert.Less(t, want, limit/len("data: 49\n\n"), "ids are counted")
 }
