@@ -889,8 +889,9 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 			return clientGone(ctx)
 		case now := <-tick:
 			if w.idle(now) >= heartbeat-heartbeat/10 {
-				d.buf = d.buf[:0]
-				d.shrink()
+				if cap(d.buf) > maxIdleBuf { // idle: a backlog's buffer goes
+					d.buf = nil
+				}
 				if err := w.Comment("heartbeat"); err != nil {
 					return err
 				}
@@ -901,11 +902,16 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 
 // delivery writes a subscriber's queued frames to its stream.
 type delivery struct {
-	b   *Broker
-	w   *Writer
-	s   *subscriber
-	buf []byte
+	b     *Broker
+	w     *Writer
+	s     *subscriber
+	buf   []byte
+	bigAt int64 // when a write last needed a quarter of buf or more, in unix ns
 }
+
+// maxIdleBuf is the largest write buffer a stream keeps when its backlogs
+// no longer need it.
+const maxIdleBuf = 64 << 10
 
 // flush writes whatever is queued in one write and one flush.
 func (d *delivery) flush() error {
@@ -933,7 +939,7 @@ func (d *delivery) flush() error {
 	n := len(frames)
 	err := d.w.writeFrames(p, n)
 	clear(frames) // written frames are not kept alive
-	d.shrink()
+	d.shrink(d.w.lastWrite.Load())
 	if err != nil {
 		return err
 	}
@@ -941,13 +947,17 @@ func (d *delivery) flush() error {
 	return nil
 }
 
-// shrink drops a buffer grown for large backlogs once the last write
-// needed less than a quarter of it: a stream that keeps having large
-// backlogs keeps its buffer instead of growing a new one every time, and a
-// spike does not pin memory for long (an idle stream drops it at its next
-// heartbeat).
-func (d *delivery) shrink() {
-	if cap(d.buf) > 64<<10 && len(d.buf) < cap(d.buf)/4 {
+// shrink drops a buffer grown for large backlogs once no write has needed
+// a quarter of it for a second (now is the time of the last write): a
+// stream that keeps having large backlogs now and then keeps its buffer
+// instead of growing a new one each time, and a spike does not pin memory
+// for long (an idle stream drops it at its next heartbeat).
+func (d *delivery) shrink(now int64) {
+	switch {
+	case cap(d.buf) <= maxIdleBuf:
+	case len(d.buf) >= cap(d.buf)/4:
+		d.bigAt = now
+	case now-d.bigAt >= int64(time.Second):
 		d.buf = nil
 	}
 }

@@ -333,17 +333,26 @@ func TestBrokerReplayReusesFrames(t *testing.T) {
 }
 
 // A stream's write buffer grown for a large backlog is kept while backlogs
-// of that size go on, and dropped once a write needs under a quarter of it.
+// of that size go on now and then, and dropped once no write has needed a
+// quarter of it for a second.
 func TestDeliveryShrink(t *testing.T) {
+	const s = int64(time.Second)
 	d := delivery{buf: make([]byte, 0, 32<<10)}
-	d.shrink()
+	d.shrink(10 * s)
 	assert.Equal(t, 32<<10, cap(d.buf), "a small buffer is always kept")
 	d.buf = make([]byte, 100<<10, 256<<10)
-	d.shrink()
+	d.shrink(10 * s)
 	assert.Equal(t, 256<<10, cap(d.buf), "kept: the last backlog used over a quarter")
 	d.buf = d.buf[:10<<10]
-	d.shrink()
-	assert.Nil(t, d.buf, "dropped: the last write needed under a quarter")
+	d.shrink(10*s + s/2)
+	assert.Equal(t, 256<<10, cap(d.buf), "kept: a large backlog half a second ago")
+	d.buf = d.buf[:70<<10]
+	d.shrink(11*s + s/4)
+	d.buf = d.buf[:0]
+	d.shrink(12 * s)
+	assert.Equal(t, 256<<10, cap(d.buf), "kept: a large backlog 0.75 s ago")
+	d.shrink(12*s + s/4)
+	assert.Nil(t, d.buf, "dropped: no large backlog for a second")
 }
 
 // A subscribe hook may reorder the Topics it is given without harm to the
