@@ -538,3 +538,28 @@ func TestFrameBufSizeClasses(t *testing.T) {
 	assert.NotNil(t, f)
 	assert.Equal(t, frameBufs[len(frameBufs)-1].n+1, cap(buf))
 }
+
+// An id the broker returns shares its event's bytes only when the event is
+// small, so that keeping ids never keeps large events alive.
+func TestPublishedIDsOwnTheirBytesForLargeEvents(t *testing.T) {
+	b, err := NewBroker()
+	require.NoError(t, err)
+	defer func() { _ = b.Shutdown(context.Background()) }()
+	inside := func(id string, f *frame) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(id)))
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(f.wire)))
+		return p >= start && p < start+uintptr(len(f.wire))
+	}
+	for _, size := range []int{10, 200, 300, 5000} {
+		id, err := b.Publish("t", Event{Data: strings.Repeat("x", size)})
+		require.NoError(t, err)
+		f := b.mem.at(b.mem.n - 1).f
+		require.Equal(t, id, f.id)
+		assert.Equal(t, len(f.wire) <= 256, inside(id, f), "%d bytes of data", size)
+		msgs, err := b.mem.Replay(context.Background(), []string{"t"}, b.mem.id(b.mem.seq-1), id)
+		require.NoError(t, err)
+		require.Len(t, msgs, 1)
+		assert.Equal(t, id, msgs[0].ID)
+		assert.Equal(t, len(f.wire) <= 256, inside(msgs[0].ID, f), "message id, %d bytes of data", size)
+	}
+}
