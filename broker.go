@@ -248,6 +248,8 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 		f, buf = newFrameBuf(room + ev.sizeHint())
 		f.setTopics(topic, topics)
 		buf = buf[:room]
+	} else {
+		buf = make([]byte, 0, ev.sizeHint())
 	}
 	buf, err = ev.AppendTo(buf)
 	if err != nil {
