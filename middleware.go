@@ -4,6 +4,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -144,8 +145,47 @@ func readLastEventID(r *http.Request, query string) string {
 	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
 		return v[0]
 	}
-	if query != "" {
-		return r.URL.Query().Get(query)
+	if query != "" && r.URL != nil {
+		return queryValue(r.URL.RawQuery, query)
+	}
+	return ""
+}
+
+// maxQueryPairs is net/url's default limit on the pairs of a query.
+const maxQueryPairs = 10000
+
+// queryValue returns the first value of key in the raw query q, as
+// url.ParseQuery and Values.Get would, without building the map: no
+// allocation unless the value is escaped. Like ParseQuery it skips pairs
+// that contain a semicolon or do not unescape, and finds nothing in a
+// query of more than 10,000 pairs.
+func queryValue(q, key string) string {
+	if strings.Count(q, "&") >= maxQueryPairs {
+		return ""
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				continue
+			}
+		}
+		if k != key {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			var err error
+			if v, err = url.QueryUnescape(v); err != nil {
+				continue
+			}
+		}
+		return v
 	}
 	return ""
 }
