@@ -42,6 +42,33 @@ func TestMiddlewareHeaders(t *testing.T) {
 	assert.Empty(t, rec.Events)
 }
 
+// A handler that adds to the header the middleware set changes its own
+// header only, not the next stream's.
+func TestMiddlewareHeadersNotShared(t *testing.T) {
+	r := engine(sse.Middleware(), func(c *gin.Context) {
+		if c.Query("add") == "1" {
+			h := c.Writer.Header()
+			h.Add("Cache-Control", "private")
+			h.Add("Connection", "x")
+			h.Add("X-Accel-Buffering", "yes")
+			h.Add("Content-Type", "y")
+			assert.Equal(t, []string{"no-cache, no-transform", "private"}, h.Values("Cache-Control"))
+		}
+	})
+	_, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/events?add=1", nil))
+	require.NoError(t, err)
+	second, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/events", nil))
+	require.NoError(t, err)
+	for k, v := range map[string]string{
+		"Content-Type":      "text/event-stream; charset=utf-8",
+		"Cache-Control":     "no-cache, no-transform",
+		"X-Accel-Buffering": "no",
+		"Connection":        "keep-alive",
+	} {
+		assert.Equal(t, []string{v}, second.Header.Values(k), k)
+	}
+}
+
 func TestMiddlewareNoConnectionHeaderOnHTTP2(t *testing.T) {
 	r := engine(sse.Middleware(), func(c *gin.Context) {})
 	req := httptest.NewRequest(http.MethodGet, "/events", nil)

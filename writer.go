@@ -40,12 +40,11 @@ const ContentType = "text/event-stream; charset=utf-8"
 type Writer struct {
 	mu        sync.Mutex
 	w         http.ResponseWriter
-	rc        http.ResponseController         // flushes through every wrapper
 	conn      http.ResponseController         // the innermost writer: deadlines
 	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
 	ctx       context.Context
-	cfg       *config   // shared by the streams of a route; read only
-	deadline  time.Time // the connection's write deadline, on HTTP/1
+	cfg       *config       // shared by the streams of a route; read only
+	deadline  time.Duration // the connection's write deadline on HTTP/1, as a monotonic offset from clockBase
 	buf       []byte
 	err       error
 	http1     bool
@@ -69,7 +68,6 @@ func NewWriter(w http.ResponseWriter, r *http.Request, opts ...Option) *Writer {
 func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
 	sw := &Writer{
 		w:         w,
-		rc:        *http.NewResponseController(w),
 		ctx:       context.Background(),
 		http1:     true,
 		cfg:       cfg,
@@ -138,14 +136,26 @@ func canFlush(w http.ResponseWriter) bool {
 	return false
 }
 
+// The values of the event stream headers. Every stream's header holds
+// these slices instead of allocating its own: nothing writes into a
+// header's value slice (Set and Del replace it, Add appends to it, and its
+// capacity is its length, so that append copies), and net/http copies the
+// header when it sends it.
+var (
+	contentTypeValues  = []string{ContentType}
+	cacheControlValues = []string{"no-cache, no-transform"}
+	noValues           = []string{"no"}
+	keepAliveValues    = []string{"keep-alive"}
+)
+
 // setHeaders sets the event stream headers on h.
 func setHeaders(h http.Header, http1 bool) {
-	h.Set("Content-Type", ContentType)
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	h.Del("Content-Length")
+	h["Content-Type"] = contentTypeValues[:1:1]
+	h["Cache-Control"] = cacheControlValues[:1:1]
+	h["X-Accel-Buffering"] = noValues[:1:1]
+	delete(h, "Content-Length")
 	if http1 {
-		h.Set("Connection", "keep-alive")
+		h["Connection"] = keepAliveValues[:1:1]
 	}
 }
 
@@ -264,7 +274,9 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 			return w.fail(err)
 		}
 	}
-	if err := w.rc.Flush(); err != nil {
+	// A ResponseController flushes through every wrapper; made here, it
+	// stays on the stack.
+	if err := http.NewResponseController(w.w).Flush(); err != nil {
 		return w.fail(err)
 	}
 	if w.innerErr != nil {
@@ -282,16 +294,22 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 	return nil
 }
 
+// clockBase is the origin of the monotonic offsets Writers keep instead of
+// times (8 bytes instead of 24).
+var clockBase = time.Now()
+
 // extendDeadline gives the next write at least half the write timeout.
 // On HTTP/1 the deadline is only moved once half of it has passed, which
 // saves a timer update on most writes; HTTP/2 deadlines are cleared after
 // every write, so they are set every time.
 func (w *Writer) extendDeadline(now time.Time) {
-	if w.http1 && now.Add(w.cfg.writeTimeout/2).Before(w.deadline) {
+	at := now.Sub(clockBase)
+	if w.http1 && at+w.cfg.writeTimeout/2 < w.deadline {
 		return
 	}
-	w.deadline = now.Add(w.cfg.writeTimeout)
-	if err := w.conn.SetWriteDeadline(w.deadline); errors.Is(err, http.ErrNotSupported) {
+	deadline := now.Add(w.cfg.writeTimeout)
+	w.deadline = at + w.cfg.writeTimeout
+	if err := w.conn.SetWriteDeadline(deadline); errors.Is(err, http.ErrNotSupported) {
 		w.deadlines = false
 	}
 }
