@@ -454,22 +454,36 @@ type subscriber struct {
 	mu     sync.Mutex
 	queue  []*frame
 	spare  []*frame
-	head   int    // frames at the front of queue that were prepended
-	skip   string // drop frames up to this id: the client has them
-	reason error  // why kicked
-	lost   error  // why the missed events could not be replayed
+	skip   string     // drop frames up to this id: the client has them
+	head   int32      // frames at the front of queue that were prepended
+	reason kickReason // why kicked, if it was
 }
+
+// kickReason is why a subscriber was kicked: one of kickReasons, or none.
+type kickReason uint8
+
+const (
+	notKicked kickReason = iota
+	kickedSlow
+	kickedClosed
+	kickedShutdown
+)
+
+// kickReasons are the errors of the reasons, by kickReason.
+var kickReasons = [...]error{nil, ErrSlowSubscriber, ErrSubscriptionClosed, ErrBrokerClosed}
+
+func (r kickReason) err() error { return kickReasons[r] }
 
 // push queues f without blocking.
 func (s *subscriber) push(f *frame) {
 	s.mu.Lock()
-	if s.reason != nil || s.skipLocked(f) {
+	if s.reason != notKicked || s.skipLocked(f) {
 		s.mu.Unlock()
 		return
 	}
-	if len(s.queue)-s.head >= s.b.cfg.queueSize { // replayed frames do not count
+	if len(s.queue)-int(s.head) >= s.b.cfg.queueSize { // replayed frames do not count
 		if s.b.cfg.overflow == OverflowDisconnect {
-			s.kickLocked(ErrSlowSubscriber)
+			s.kickLocked(kickedSlow)
 			s.mu.Unlock()
 			s.b.slow.Add(1)
 			return
@@ -505,7 +519,7 @@ func (s *subscriber) wake() {
 func (s *subscriber) prepend(head []*frame) {
 	s.mu.Lock()
 	s.queue = append(head, s.queue...)
-	s.head += len(head)
+	s.head += int32(len(head))
 	s.mu.Unlock()
 	s.wake()
 }
@@ -513,15 +527,23 @@ func (s *subscriber) prepend(head []*frame) {
 // take returns the queued frames. The slice is valid until the next take;
 // the caller clears it once written, so frames are not kept alive.
 func (s *subscriber) take() []*frame {
+	q, _ := s.drain()
+	return q
+}
+
+// drain is take, and also returns why the subscriber was kicked (nil if it
+// was not). Once it was kicked, nothing more is queued: the frames
+// returned with the reason are its last.
+func (s *subscriber) drain() ([]*frame, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
 	s.queue, s.spare, s.head = s.spare[:0], q, 0
-	return q
+	return q, s.reason.err()
 }
 
-func (s *subscriber) kickLocked(reason error) {
-	if s.reason == nil {
+func (s *subscriber) kickLocked(reason kickReason) {
+	if s.reason == notKicked {
 		s.reason = reason
 		s.wake()
 	}
@@ -531,10 +553,10 @@ func (s *subscriber) kickLocked(reason error) {
 func (s *subscriber) kicked() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.reason
+	return s.reason.err()
 }
 
-func (s *subscriber) kick(reason error) {
+func (s *subscriber) kick(reason kickReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.kickLocked(reason)
@@ -547,12 +569,15 @@ func (s *subscriber) kick(reason error) {
 //
 // initial, when not nil, gives the events a client starts with when it has
 // nothing to resume from (no lastID, or one that cannot be replayed).
-func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string, initial func([]string) ([]Event, error)) (*subscriber, error) {
-	topics, err := b.checkTopics(slices.Clone(topics))
+//
+// lost is why the events missed since lastID could not be replayed (an
+// error wrapping ErrEventsLost), or nil.
+func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string, initial func([]string) ([]Event, error)) (s *subscriber, lost, err error) {
+	topics, err = b.checkTopics(slices.Clone(topics))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s := &subscriber{
+	s = &subscriber{
 		b:      b,
 		info:   SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID},
 		signal: make(chan struct{}, 1),
@@ -561,13 +586,13 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	switch {
 	case b.closed:
 		b.mu.Unlock()
-		return nil, ErrBrokerClosed
+		return nil, nil, ErrBrokerClosed
 	case b.cfg.maxSubscribers > 0 && b.subs >= b.cfg.maxSubscribers:
 		b.mu.Unlock()
-		return nil, ErrTooManySubscribers
+		return nil, nil, ErrTooManySubscribers
 	case ip != "" && b.cfg.maxPerIP > 0 && b.perIP[ip] >= b.cfg.maxPerIP:
 		b.mu.Unlock()
-		return nil, ErrTooManyFromIP
+		return nil, nil, ErrTooManyFromIP
 	}
 	b.subs++
 	if ip != "" {
@@ -587,16 +612,16 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 
 	var head []*frame
 	if lastID != "" {
-		if head, err = b.replay(ctx, s, lastID, until); err != nil {
+		if head, lost, err = b.replay(ctx, s, lastID, until); err != nil {
 			b.remove(s, false)
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	if initial != nil && (lastID == "" || s.lost != nil) {
+	if initial != nil && (lastID == "" || lost != nil) {
 		events, err := initial(topics)
 		if err != nil {
 			b.remove(s, false)
-			return nil, err
+			return nil, nil, err
 		}
 		for _, ev := range events {
 			if ev.ID == "" && !ev.ResetID {
@@ -605,7 +630,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 			wire, err := ev.AppendTo(nil)
 			if err != nil {
 				b.remove(s, false)
-				return nil, err
+				return nil, nil, err
 			}
 			head = append(head, &frame{id: ev.ID, wire: wire})
 		}
@@ -616,14 +641,13 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	if hook := b.cfg.onSubscribe; hook != nil {
 		hook(s.info)
 	}
-	return s, nil
+	return s, lost, nil
 }
 
 // replay returns the frames of the events missed since lastID, or the
-// events-lost signal when they cannot be replayed.
-func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) ([]*frame, error) {
+// events-lost signal and why when they cannot be replayed.
+func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string) (head []*frame, lost, err error) {
 	var msgs []Message
-	var err error
 	if len(lastID) > maxIDLen || containsAny(lastID, true) {
 		err = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
 	} else if b.ahead(lastID, until) {
@@ -632,29 +656,27 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 		// the id is real, then skip what it already has as it arrives.
 		if _, err = b.backend.Replay(ctx, s.info.Topics, lastID, lastID); err == nil {
 			s.skipThrough(lastID)
-			return nil, nil
+			return nil, nil, nil
 		}
 	} else if b.mem != nil {
 		// The history's frames are the ones written live: no copies.
-		var head []*frame
 		if head, err = b.mem.replayFrames(s.info.Topics, lastID, until); err == nil {
-			return head, nil
+			return head, nil, nil
 		}
 	} else {
 		msgs, err = b.backend.Replay(ctx, s.info.Topics, lastID, until)
 	}
 	switch {
 	case errors.Is(err, ErrEventsLost):
-		s.lost = err
-		return []*frame{lostFrame(err, lastID, until)}, nil
+		return []*frame{lostFrame(err, lastID, until)}, err, nil
 	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 	}
-	head := make([]*frame, len(msgs))
+	head = make([]*frame, len(msgs))
 	for i, m := range msgs {
 		head[i] = newFrame(m)
 	}
-	return head, nil
+	return head, nil, nil
 }
 
 // ahead reports whether id comes after position, for backends that can
@@ -727,7 +749,7 @@ func lostFrame(err error, lastID, position string) *frame {
 // remove takes s out of the broker, calling the unsubscribe hook when
 // notify is set.
 func (b *Broker) remove(s *subscriber, notify bool) {
-	s.kick(ErrSubscriptionClosed)
+	s.kick(kickedClosed)
 	b.mu.Lock()
 	for _, sl := range s.slots {
 		b.unlist(sl)
@@ -810,7 +832,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		for _, list := range b.topics {
 			for _, s := range list {
-				s.kick(ErrBrokerClosed)
+				s.kick(kickedShutdown)
 			}
 		}
 	}
@@ -866,18 +888,15 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 	for {
 		select {
 		case <-s.signal:
-			if err := d.flush(); err != nil {
+			// What was queued before a kick still goes out: a slow client
+			// makes progress, and nothing published before a shutdown is
+			// held back. A kick during the write wakes the loop again.
+			reason, err := d.flush()
+			if err != nil {
 				return err
 			}
-			reason := s.kicked()
 			if reason == nil {
 				continue
-			}
-			// What was queued still goes out: a slow client makes
-			// progress, and nothing published before a shutdown is held
-			// back.
-			if err := d.flush(); err != nil {
-				return err
 			}
 			if errors.Is(reason, ErrBrokerClosed) {
 				if ev := b.cfg.shutdownEvent; ev != nil {
@@ -915,11 +934,13 @@ type delivery struct {
 // no longer need it.
 const maxIdleBuf = 64 << 10
 
-// flush writes whatever is queued in one write and one flush.
-func (d *delivery) flush() error {
-	frames := d.s.take()
+// flush writes whatever is queued in one write and one flush, and returns
+// why the subscriber was kicked (nil if it was not) when it took the
+// frames: those were its last.
+func (d *delivery) flush() (kicked, err error) {
+	frames, kicked := d.s.drain()
 	if len(frames) == 0 {
-		return nil
+		return kicked, nil
 	}
 	var p []byte
 	d.buf = d.buf[:0]
@@ -939,14 +960,14 @@ func (d *delivery) flush() error {
 		p = d.buf
 	}
 	n := len(frames)
-	err := d.w.writeFrames(p, n)
+	err = d.w.writeFrames(p, n)
 	clear(frames) // written frames are not kept alive
 	d.shrink(d.w.lastWrite.Load())
 	if err != nil {
-		return err
+		return kicked, err
 	}
 	d.b.delivered.Add(uint64(n))
-	return nil
+	return kicked, nil
 }
 
 // shrink drops a buffer grown for large backlogs once no write has needed

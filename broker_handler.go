@@ -102,7 +102,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		if fn := cfg.initialEvents; fn != nil {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
-		s, err := b.subscribe(ctx, ts, lastID, ip, initial)
+		s, lost, err := b.subscribe(ctx, ts, lastID, ip, initial)
 		if errors.Is(err, ErrReplayFailed) {
 			// An error status would end a browser's EventSource for good:
 			// answer with a stream that asks it to come back later with
@@ -126,8 +126,8 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			return
 		}
 		defer b.remove(s, true)
-		if s.lost != nil {
-			c.Header(HeaderEventsLost, lostReason(s.lost))
+		if lost != nil {
+			c.Header(HeaderEventsLost, lostReason(lost))
 		}
 		if !started {
 			var ok bool
@@ -156,6 +156,7 @@ func existingWriter(c *gin.Context) (*Writer, bool) {
 type Subscription struct {
 	b    *Broker
 	s    *subscriber
+	lost error
 	ctx  context.Context
 	todo []Event
 	stop func() bool // stops the context's AfterFunc
@@ -167,18 +168,18 @@ type Subscription struct {
 // subscription ends when ctx is done or Close is called; read it with Next.
 // Like a stream, it has a bounded queue ([WithQueueSize]): read it promptly.
 func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscription, error) {
-	s, err := b.subscribe(ctx, topics, lastEventID, "", nil)
+	s, lost, err := b.subscribe(ctx, topics, lastEventID, "", nil)
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subscription{b: b, s: s, ctx: ctx}
+	sub := &Subscription{b: b, s: s, lost: lost, ctx: ctx}
 	sub.stop = context.AfterFunc(ctx, sub.remove)
 	return sub, nil
 }
 
 // Lost returns why the events missed before the subscription could not be
 // replayed (an error wrapping [ErrEventsLost]), or nil.
-func (s *Subscription) Lost() error { return s.s.lost }
+func (s *Subscription) Lost() error { return s.lost }
 
 // Next returns the next event, waiting for one. It returns an error when
 // the subscription's context is done, it was closed, it was too slow

@@ -37,7 +37,7 @@ func TestBrokerEncodesOnce(t *testing.T) {
 		if i%2 == 0 {
 			topics = append(topics, "b")
 		}
-		s, err := b.subscribe(context.Background(), topics, "", "", nil)
+		s, _, err := b.subscribe(context.Background(), topics, "", "", nil)
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}
@@ -67,7 +67,7 @@ func BenchmarkBrokerPublish(b *testing.B) {
 			}
 			subs := make([]*subscriber, n)
 			for i := range subs {
-				if subs[i], err = br.subscribe(context.Background(), []string{"t"}, "", "", nil); err != nil {
+				if subs[i], _, err = br.subscribe(context.Background(), []string{"t"}, "", "", nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -193,10 +193,10 @@ func TestBrokerClientAheadOfDelivery(t *testing.T) {
 		_, err := b.Publish("t", Event{Data: "x"})
 		require.NoError(t, err)
 	}
-	s, err := b.subscribe(context.Background(), []string{"t"}, "4", "", nil)
+	s, lost, err := b.subscribe(context.Background(), []string{"t"}, "4", "", nil)
 	require.NoError(t, err)
 	defer b.remove(s, false)
-	require.NoError(t, s.lost)
+	require.NoError(t, lost)
 	lag.catchUp() // 3, 4 and 5 arrive: the client has 3 and 4
 	_, err = b.Publish("t", Event{Data: "x"})
 	require.NoError(t, err)
@@ -205,10 +205,10 @@ func TestBrokerClientAheadOfDelivery(t *testing.T) {
 
 	// An id from the future that the store does not know is lost, not
 	// waited for forever.
-	f, err := b.subscribe(context.Background(), []string{"t"}, "99", "", nil)
+	f, lost, err := b.subscribe(context.Background(), []string{"t"}, "99", "", nil)
 	require.NoError(t, err)
 	defer b.remove(f, false)
-	assert.ErrorIs(t, f.lost, ErrUnknownEventID)
+	assert.ErrorIs(t, lost, ErrUnknownEventID)
 }
 
 // When the store cannot replay, the handler asks the client to come back
@@ -259,7 +259,7 @@ func TestBrokerTopicListsAfterRemovals(t *testing.T) {
 				topics = append(topics, tp)
 			}
 		}
-		s, err := b.subscribe(context.Background(), topics, "", "", nil)
+		s, _, err := b.subscribe(context.Background(), topics, "", "", nil)
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}
@@ -308,7 +308,7 @@ func TestBrokerReplayReusesFrames(t *testing.T) {
 	b, err := NewBroker()
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	live, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	live, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
 	require.NoError(t, err)
 	var ids []string
 	for i := range 3 {
@@ -322,7 +322,7 @@ func TestBrokerReplayReusesFrames(t *testing.T) {
 		assert.Equal(t, "id: "+ids[i]+"\nevent: n\ndata: "+strconv.Itoa(i)+"\n\n", string(f.wire))
 		assert.Equal(t, ids[i], f.id)
 	}
-	back, err := b.subscribe(context.Background(), []string{"t"}, ids[0], "", nil)
+	back, _, err := b.subscribe(context.Background(), []string{"t"}, ids[0], "", nil)
 	require.NoError(t, err)
 	replayed := back.take()
 	require.Len(t, replayed, 2)
@@ -361,11 +361,11 @@ func TestBrokerHookReordersTopics(t *testing.T) {
 	b, err := NewBroker(WithOnSubscribe(func(info SubscriberInfo) { slices.Reverse(info.Topics) }))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	one, err := b.subscribe(context.Background(), []string{"a"}, "", "", nil)
+	one, _, err := b.subscribe(context.Background(), []string{"a"}, "", "", nil)
 	require.NoError(t, err)
-	two, err := b.subscribe(context.Background(), []string{"a", "b"}, "", "", nil)
+	two, _, err := b.subscribe(context.Background(), []string{"a", "b"}, "", "", nil)
 	require.NoError(t, err)
-	three, err := b.subscribe(context.Background(), []string{"b", "a"}, "", "", nil)
+	three, _, err := b.subscribe(context.Background(), []string{"b", "a"}, "", "", nil)
 	require.NoError(t, err)
 	b.remove(one, false)
 	b.remove(two, false)
@@ -409,7 +409,7 @@ func TestBrokerWrappedBackendIDs(t *testing.T) {
 	b, err := NewBroker(WithBackend(prefixBackend{NewMemoryBackend(100, 0, 0)}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	live, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	live, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
 	require.NoError(t, err)
 	first, err := b.Publish("t", Event{Data: "1"})
 	require.NoError(t, err)
@@ -419,7 +419,7 @@ func TestBrokerWrappedBackendIDs(t *testing.T) {
 	got := live.take()
 	require.Len(t, got, 2)
 	assert.Equal(t, "id: "+second+"\ndata: 2\n\n", string(got[1].wire))
-	back, err := b.subscribe(context.Background(), []string{"t"}, first, "", nil)
+	back, _, err := b.subscribe(context.Background(), []string{"t"}, first, "", nil)
 	require.NoError(t, err)
 	replayed := back.take()
 	require.Len(t, replayed, 1)
@@ -436,7 +436,7 @@ func TestBrokerTopicListShrinks(t *testing.T) {
 	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
 	var subs []*subscriber
 	for range 1000 {
-		s, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+		s, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}
@@ -475,7 +475,7 @@ func BenchmarkBrokerReplay(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := br.subscribe(context.Background(), []string{"t"}, resume, "", nil)
+		s, _, err := br.subscribe(context.Background(), []string{"t"}, resume, "", nil)
 		if err != nil {
 			b.Fatal(err)
 		}
