@@ -95,7 +95,10 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		}
 		ctx, ip := context.Background(), ""
 		if c.Request != nil {
-			ctx, ip = c.Request.Context(), c.ClientIP()
+			ctx = c.Request.Context()
+			if b.cfg.needsIP() {
+				ip = c.ClientIP()
+			}
 		}
 		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
 		var initial func([]string) ([]Event, error)

@@ -79,6 +79,9 @@ func checkStream(c *gin.Context, cfg *config) bool {
 	return true
 }
 
+// okComment is the first thing a stream sends when it has no retry hint.
+var okComment = []byte(": ok\n\n")
+
 // startStream sends the headers with a first comment. With store, it keeps
 // the Writer and the last event ID in the context for the handlers after
 // it.
@@ -89,13 +92,13 @@ func startStream(c *gin.Context, cfg *config, store bool) (*Writer, bool) {
 		c.Set(writerKey, w)
 	}
 
-	first := AppendComment(nil, "ok")
+	first := okComment
 	if cfg.retry > 0 {
+		first = AppendComment(nil, "ok")
 		first = append(first, "retry: "...)
 		first = strconv.AppendInt(first, cfg.retry.Milliseconds(), 10)
-		first = append(first, '\n')
+		first = append(first, "\n\n"...)
 	}
-	first = append(first, '\n')
 	if err := w.writeFrames(first, 0); err != nil {
 		_ = c.Error(err)
 		c.Abort()

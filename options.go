@@ -246,3 +246,9 @@ func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)
 func WithLastEventID(id string) Option {
 	return func(c *config) { c.lastEventID = id }
 }
+
+// needsIP reports whether anything reads a subscriber's client IP: the
+// per-IP limit or the subscribe hooks.
+func (c *config) needsIP() bool {
+	return c.maxPerIP > 0 || c.onSubscribe != nil || c.onUnsubscribe != nil
+}

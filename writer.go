@@ -40,8 +40,7 @@ const ContentType = "text/event-stream; charset=utf-8"
 type Writer struct {
 	mu        sync.Mutex
 	w         http.ResponseWriter
-	conn      http.ResponseController         // the innermost writer: deadlines
-	innerErr  interface{ FlushError() error } // innermost writer, when it is not w
+	inner     http.ResponseWriter // the innermost writer: deadlines, flush errors behind wrappers
 	ctx       context.Context
 	cfg       *config       // shared by the streams of a route; read only
 	deadline  time.Duration // the connection's write deadline on HTTP/1, as a monotonic offset from clockBase
@@ -50,6 +49,7 @@ type Writer struct {
 	http1     bool
 	started   bool
 	deadlines bool
+	wrapped   bool // inner is not w
 
 	events    atomic.Int64
 	bytes     atomic.Int64
@@ -77,11 +77,8 @@ func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
 		sw.ctx = r.Context()
 		sw.http1 = r.ProtoMajor < 2
 	}
-	inner := innermost(w)
-	sw.conn = *http.NewResponseController(inner)
-	if inner != w {
-		sw.innerErr, _ = inner.(interface{ FlushError() error })
-	}
+	sw.inner = innermost(w)
+	sw.wrapped = sw.inner != w
 	return sw
 }
 
@@ -247,6 +244,15 @@ func (w *Writer) startLocked() error {
 	return nil
 }
 
+// flushError returns the error the innermost writer w recorded when it
+// flushed, for writers (behind a wrapper that hides it) that report one.
+func flushError(w http.ResponseWriter) error {
+	if fe, ok := w.(interface{ FlushError() error }); ok {
+		return fe.FlushError()
+	}
+	return nil
+}
+
 // written reports whether the response headers were already sent.
 func written(w http.ResponseWriter) bool {
 	if gw, ok := w.(interface{ Written() bool }); ok {
@@ -279,15 +285,15 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 	if err := http.NewResponseController(w.w).Flush(); err != nil {
 		return w.fail(err)
 	}
-	if w.innerErr != nil {
-		if err := w.innerErr.FlushError(); err != nil {
+	if w.wrapped {
+		if err := flushError(w.inner); err != nil {
 			return w.fail(err)
 		}
 	}
 	if w.deadlines && !w.http1 {
 		// An HTTP/2 write deadline resets the stream when it passes, even
 		// with no write pending: clear it while the stream is idle.
-		_ = w.conn.SetWriteDeadline(time.Time{})
+		_ = http.NewResponseController(w.inner).SetWriteDeadline(time.Time{})
 	}
 	w.events.Add(int64(events))
 	w.lastWrite.Store(now.UnixNano()) // when it began: one clock read per write
@@ -309,7 +315,7 @@ func (w *Writer) extendDeadline(now time.Time) {
 	}
 	deadline := now.Add(w.cfg.writeTimeout)
 	w.deadline = at + w.cfg.writeTimeout
-	if err := w.conn.SetWriteDeadline(deadline); errors.Is(err, http.ErrNotSupported) {
+	if err := http.NewResponseController(w.inner).SetWriteDeadline(deadline); errors.Is(err, http.ErrNotSupported) {
 		w.deadlines = false
 	}
 }
@@ -334,6 +340,6 @@ func (w *Writer) finish() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.deadlines && w.started {
-		_ = w.conn.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
+		_ = http.NewResponseController(w.inner).SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
 	}
 }
