@@ -563,3 +563,39 @@ func TestPublishedIDsOwnTheirBytesForLargeEvents(t *testing.T) {
 		assert.Equal(t, len(f.wire) <= 256, inside(msgs[0].ID, f), "message id, %d bytes of data", size)
 	}
 }
+
+// A kicked subscriber's last frames are the ones queued before the kick:
+// drain returns them with the reason, and nothing is queued after it.
+func TestSubscriberDrainAfterKick(t *testing.T) {
+	b, err := NewBroker(WithQueueSize(2))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	s, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	require.NoError(t, err)
+	defer b.remove(s, false)
+
+	frames, reason := s.drain()
+	require.Empty(t, frames)
+	require.NoError(t, reason)
+
+	var ids []string
+	for range 3 { // the third overflows the queue of 2: a slow kick
+		id, err := b.Publish("t", Event{Data: "x"})
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	_, err = b.Publish("t", Event{Data: "after the kick"})
+	require.NoError(t, err)
+
+	frames, reason = s.drain()
+	assert.ErrorIs(t, reason, ErrSlowSubscriber)
+	var got []string
+	for _, f := range frames {
+		got = append(got, f.id)
+	}
+	assert.Equal(t, ids[:2], got, "the frames queued before the kick, and no later one")
+	frames, reason = s.drain()
+	assert.Empty(t, frames)
+	assert.ErrorIs(t, reason, ErrSlowSubscriber, "the reason stays")
+	assert.ErrorIs(t, s.kicked(), ErrSlowSubscriber)
+}
