@@ -17,6 +17,7 @@ func memBackend(t *testing.T, count int, age time.Duration, bytes int) (*MemoryB
 	m := NewMemoryBackend(count, age, bytes)
 	now := time.Unix(1_000_000, 0)
 	m.now = func() time.Time { return now }
+	m.shareStamps = false // every publish reads the settable clock
 	_, err := m.Start(func(Message) {})
 	require.NoError(t, err)
 	return m, &now
@@ -187,4 +188,67 @@ func TestMemoryBackendBytesCountIDs(t *testing.T) {
 	}
 	assert.Equal(t, want, m.Len())
 	assert.Less(t, want, limit/len("data: 49\n\n"), "ids are counted")
+}
+
+// Publishes in quick succession share a clock reading: at most
+// stampReuse of them, until it expires; the times stored stay in order.
+func TestMemoryBackendSharesStamps(t *testing.T) {
+	m := NewMemoryBackend(0, time.Hour, 0)
+	require.True(t, m.shareStamps, "an age limit of an hour allows sharing")
+	defer m.Close()
+	now := time.Unix(1_000_000, 0)
+	m.now = func() time.Time { now = now.Add(time.Millisecond); return now }
+	_, err := m.Start(func(Message) {})
+	require.NoError(t, err)
+
+	var times []time.Time
+	for range 2 * stampReuse {
+		msg, err := m.Publish(context.Background(), []string{"t"}, "", []byte("data: x\n\n"))
+		require.NoError(t, err)
+		times = append(times, msg.Time)
+	}
+	first, second := times[0], times[stampReuse]
+	for i, tm := range times {
+		if i < stampReuse {
+			assert.Equal(t, first, tm, "publish %d shares the first reading", i)
+		} else {
+			assert.Equal(t, second, tm, "publish %d shares the second reading", i)
+		}
+	}
+	assert.Equal(t, time.Millisecond, second.Sub(first), "one more reading for the next stampReuse publishes")
+
+	m.expireStamp() // as its timer does
+	msg, err := m.Publish(context.Background(), []string{"t"}, "", []byte("data: x\n\n"))
+	require.NoError(t, err)
+	assert.Equal(t, time.Millisecond, msg.Time.Sub(second), "a fresh reading once the shared one expired")
+	assert.False(t, NewMemoryBackend(0, time.Second, 0).shareStamps, "a short age limit reads the clock for every publish")
+}
+
+// The shared reading expires by itself: a publish after stampExpiry reads
+// the clock again.
+func TestMemoryBackendStampExpires(t *testing.T) {
+	m := NewMemoryBackend(0, 0, 0)
+	defer m.Close()
+	readings := make(chan struct{}, 2*stampReuse)
+	m.now = func() time.Time { readings <- struct{}{}; return time.Now() }
+	_, err := m.Start(func(Message) {})
+	require.NoError(t, err)
+	publish := func() {
+		_, err := m.Publish(context.Background(), []string{"t"}, "", []byte("data: x\n\n"))
+		require.NoError(t, err)
+	}
+	publish()
+	<-readings
+	publishes := 0
+	require.Eventually(t, func() bool {
+		publish()
+		publishes++
+		select {
+		case <-readings:
+			return true
+		default:
+			return false
+		}
+	}, 5*time.Second, 2*stampExpiry, "a new reading after the shared one expired")
+	assert.Less(t, publishes, stampReuse-1, "the reading expired by time, not by count")
 }
