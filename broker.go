@@ -143,7 +143,11 @@ type Broker struct {
 	backend Backend
 	mem     *MemoryBackend // backend, when it is the in-memory one: frames go in and out as they are
 
-	mu       sync.Mutex
+	// mu guards the fields below. With the in-memory backend it is the
+	// backend's own lock, which the backend holds while it delivers a
+	// publish: one lock per publish instead of two.
+	mu       *sync.Mutex
+	ownMu    sync.Mutex               // mu with any other backend
 	topics   map[string][]*subscriber // each subscriber's place is in its slots
 	perIP    map[string]int
 	subs     int
@@ -180,8 +184,10 @@ func NewBroker(opts ...Option) (*Broker, error) {
 	var err error
 	b.mem, _ = b.backend.(*MemoryBackend)
 	if b.mem != nil {
-		pos, err = b.mem.startFramed(b.dispatchFrame)
+		b.mu = &b.mem.mu
+		pos, err = b.mem.startFramed(b.dispatchLocked)
 	} else {
+		b.mu = &b.ownMu
 		pos, err = b.backend.Start(b.dispatch)
 	}
 	if err != nil {
@@ -423,13 +429,15 @@ func appendIDLine(dst []byte, id string, body []byte) []byte {
 // dispatch hands a message from the backend to the local subscribers of its
 // topics. The backend calls it once per message, in order.
 func (b *Broker) dispatch(msg Message) {
-	b.dispatchFrame(newFrame(msg))
-}
-
-// dispatchFrame hands f to the local subscribers of its topics.
-func (b *Broker) dispatchFrame(f *frame) {
+	f := newFrame(msg)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.dispatchLocked(f)
+}
+
+// dispatchLocked hands f to the local subscribers of its topics. b.mu is
+// held: the in-memory backend calls it with its lock, which is b.mu.
+func (b *Broker) dispatchLocked(f *frame) {
 	b.position = f.id
 	b.stamp++
 	for _, t := range f.topics {
