@@ -149,6 +149,8 @@ type Broker struct {
 	mu       *sync.Mutex
 	ownMu    sync.Mutex               // mu with any other backend
 	topics   map[string][]*subscriber // each subscriber's place is in its slots
+	hotTopic string                   // the topic published to last ("" if none) ...
+	hotList  []*subscriber            // ... and its list: b.topics[hotTopic], until b.topics changes
 	perIP    map[string]int
 	subs     int
 	position string // id of the last message dispatched
@@ -441,13 +443,29 @@ func (b *Broker) dispatchLocked(f *frame) {
 	b.position = f.id
 	b.stamp++
 	for _, t := range f.topics {
-		for _, s := range b.topics[t] {
+		for _, s := range b.subscribersOf(t) {
 			if s.stamp != b.stamp {
 				s.stamp = b.stamp
 				s.push(f)
 			}
 		}
 	}
+}
+
+// subscribersOf returns b.topics[t], without a map lookup when t is the
+// topic published to last. b.mu is held.
+func (b *Broker) subscribersOf(t string) []*subscriber {
+	if t == b.hotTopic {
+		return b.hotList
+	}
+	list := b.topics[t]
+	b.hotTopic, b.hotList = t, list
+	return list
+}
+
+// topicsChanged forgets the cached list of subscribersOf. b.mu is held.
+func (b *Broker) topicsChanged() {
+	b.hotTopic, b.hotList = "", nil
 }
 
 // subscriber is one stream's place in the broker.
@@ -615,6 +633,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		s.slots[i] = slot{topic: t, i: len(b.topics[t])}
 		b.topics[t] = append(b.topics[t], s)
 	}
+	b.topicsChanged()
 	until := b.position
 	b.mu.Unlock()
 
@@ -788,6 +807,7 @@ type slot struct {
 // unlist takes the subscriber at sl out of its topic's list, moving the
 // last one into its place. b.mu must be held.
 func (b *Broker) unlist(sl slot) {
+	b.topicsChanged()
 	list := b.topics[sl.topic]
 	last := len(list) - 1
 	if sl.i != last {
