@@ -138,7 +138,9 @@ const (
 // NewMemoryBackend returns an in-memory backend keeping at most count
 // events, none older than age and at most bytes of encoded events. A zero
 // limit means none (but at least one limit should be set: the history is
-// the broker's only store).
+// the broker's only store). An age of a minute or more is kept to within
+// about 10 ms: events published in quick succession share one reading of
+// the clock.
 func NewMemoryBackend(count int, age time.Duration, bytes int) *MemoryBackend {
 	start := time.Now()
 	epoch := strconv.FormatInt(start.UnixNano(), 36)
