@@ -173,24 +173,24 @@ func queryValue(q, key string) string {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		if strings.ContainsAny(k, "%+") {
-			var err error
-			if k, err = url.QueryUnescape(k); err != nil {
-				continue
-			}
-		}
-		if k != key {
+		if k, ok := unescape(k); !ok || k != key {
 			continue
 		}
-		if strings.ContainsAny(v, "%+") {
-			var err error
-			if v, err = url.QueryUnescape(v); err != nil {
-				continue
-			}
+		if v, ok := unescape(v); ok {
+			return v
 		}
-		return v
 	}
 	return ""
+}
+
+// unescape is url.QueryUnescape, which allocates only for text that has
+// something to unescape.
+func unescape(s string) (string, bool) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, true
+	}
+	u, err := url.QueryUnescape(s)
+	return u, err == nil
 }
 
 // LastEventID returns the id the client last received, sent by a
