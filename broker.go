@@ -158,6 +158,11 @@ type Broker struct {
 	closed   bool
 	drained  chan struct{} // closed when closed and subs == 0
 
+	streams   int           // subscribers with a stream (Handler's), which the sweep watches
+	sweeper   *time.Timer   // runs sweep while there are streams
+	sweepTick time.Duration // the sweep's interval: sweepEvery, or less for short heartbeats
+	sweeping  bool          // sweeper is armed
+
 	shut                                atomic.Bool // closed, for Publish without the lock
 	published, delivered, slow, dropped atomic.Uint64
 }
@@ -446,7 +451,7 @@ func (b *Broker) dispatchLocked(f *frame) {
 		for _, s := range b.subscribersOf(t) {
 			if s.stamp != b.stamp {
 				s.stamp = b.stamp
-				s.push(f)
+				s.push(b, f)
 			}
 		}
 	}
@@ -469,13 +474,17 @@ func (b *Broker) topicsChanged() {
 }
 
 // subscriber is one stream's place in the broker.
+//
+// Its goroutine waits on signal alone: the broker's sweep wakes a stream
+// whose client left or that is due a heartbeat, so that a stream holds
+// neither a timer nor a wait on its request's context.
 type subscriber struct {
-	b      *Broker
 	info   SubscriberInfo
 	stamp  uint64        // guarded by b.mu
 	slots  []slot        // its place in b.topics; guarded by b.mu
 	slot1  [1]slot       // slots of a single-topic subscriber
-	signal chan struct{} // wakes the reader: frames queued, or kicked
+	signal chan struct{} // wakes the reader: frames queued, kicked, or swept
+	w      *Writer       // the stream, for the sweep (nil for a Subscription); guarded by b.mu
 
 	mu     sync.Mutex
 	queue  []*frame
@@ -500,18 +509,19 @@ var kickReasons = [...]error{nil, ErrSlowSubscriber, ErrSubscriptionClosed, ErrB
 
 func (r kickReason) err() error { return kickReasons[r] }
 
-// push queues f without blocking.
-func (s *subscriber) push(f *frame) {
+// push queues f without blocking. b is s's broker (passed, not kept: a
+// field would cost every stream a size class).
+func (s *subscriber) push(b *Broker, f *frame) {
 	s.mu.Lock()
-	if s.reason != notKicked || s.skipLocked(f) {
+	if s.reason != notKicked || s.skipLocked(b, f) {
 		s.mu.Unlock()
 		return
 	}
-	if len(s.queue)-int(s.head) >= s.b.cfg.queueSize { // replayed frames do not count
-		if s.b.cfg.overflow == OverflowDisconnect {
+	if len(s.queue)-int(s.head) >= b.cfg.queueSize { // replayed frames do not count
+		if b.cfg.overflow == OverflowDisconnect {
 			s.kickLocked(kickedSlow)
 			s.mu.Unlock()
-			s.b.slow.Add(1)
+			b.slow.Add(1)
 			return
 		}
 		if s.head == 0 {
@@ -520,7 +530,7 @@ func (s *subscriber) push(f *frame) {
 		} else {
 			s.queue = append(s.queue[:s.head], s.queue[s.head+1:]...)
 		}
-		s.b.dropped.Add(1)
+		b.dropped.Add(1)
 	}
 	// Only a push to an empty queue wakes the reader: one to a queue that
 	// is not empty finds it woken already, since taking empties the queue.
@@ -604,7 +614,6 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		return nil, nil, err
 	}
 	s = &subscriber{
-		b:      b,
 		info:   SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID},
 		signal: make(chan struct{}, 1),
 	}
@@ -682,7 +691,7 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, lastID, until string
 		// (its backend reader lags behind another server's): check that
 		// the id is real, then skip what it already has as it arrives.
 		if _, err = b.backend.Replay(ctx, s.info.Topics, lastID, lastID); err == nil {
-			s.skipThrough(lastID)
+			s.skipThrough(b, lastID)
 			return nil, nil, nil
 		}
 	} else if b.mem != nil {
@@ -719,13 +728,13 @@ func (b *Broker) ahead(id, position string) bool {
 
 // skipThrough drops the frames up to and including id, queued now or
 // later: the client already has them.
-func (s *subscriber) skipThrough(id string) {
+func (s *subscriber) skipThrough(b *Broker, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.skip = id
 	kept := s.queue[:0]
 	for _, f := range s.queue {
-		if !s.skipLocked(f) {
+		if !s.skipLocked(b, f) {
 			kept = append(kept, f)
 		}
 	}
@@ -734,11 +743,11 @@ func (s *subscriber) skipThrough(id string) {
 }
 
 // skipLocked reports whether f is one the client already has.
-func (s *subscriber) skipLocked(f *frame) bool {
+func (s *subscriber) skipLocked(b *Broker, f *frame) bool {
 	if s.skip == "" {
 		return false
 	}
-	if c, err := s.b.backend.(IDComparer).CompareIDs(f.id, s.skip); err == nil && c > 0 {
+	if c, err := b.backend.(IDComparer).CompareIDs(f.id, s.skip); err == nil && c > 0 {
 		s.skip = "" // past the client's position: deliver from here on
 		return false
 	}
@@ -782,6 +791,9 @@ func (b *Broker) remove(s *subscriber, notify bool) {
 		b.unlist(sl)
 	}
 	b.subs--
+	if s.w != nil {
+		b.streams--
+	}
 	if ip := s.info.ClientIP; ip != "" {
 		if b.perIP[ip]--; b.perIP[ip] <= 0 {
 			delete(b.perIP, ip)
@@ -863,6 +875,10 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 				s.kick(kickedShutdown)
 			}
 		}
+		if b.sweeping {
+			b.sweeper.Stop() // kicked streams need no sweep to end
+			b.sweeping = false
+		}
 	}
 	b.mu.Unlock()
 	select {
@@ -902,30 +918,84 @@ func (b *Broker) Subscribers(topic string) int {
 	return len(b.topics[topic])
 }
 
+// sweepEvery is how often the broker looks at its streams while it has
+// some: a client that left is noticed within this long, and a heartbeat
+// goes out within this long of being due. One timer for all streams costs
+// far less than a ticker and a wait on its request's context in each.
+const sweepEvery = 100 * time.Millisecond
+
+// attach makes w the stream of s, which the sweep then watches.
+func (b *Broker) attach(s *subscriber, w *Writer) {
+	tick := sweepEvery
+	if hb := w.cfg.heartbeat; hb > 0 {
+		tick = min(tick, max(hb/4, time.Millisecond))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s.w = w
+	b.streams++
+	if b.sweepTick == 0 || tick < b.sweepTick {
+		b.sweepTick = tick
+	}
+	if b.sweeping || b.closed {
+		return
+	}
+	b.sweeping = true
+	if b.sweeper == nil {
+		b.sweeper = time.AfterFunc(b.sweepTick, b.sweep)
+	} else {
+		b.sweeper.Reset(b.sweepTick)
+	}
+}
+
+// sweep wakes the streams whose client left (their request's context
+// ended) and those idle for a heartbeat, then runs again in sweepTick
+// while there are streams.
+func (b *Broker) sweep() {
+	now := time.Now().UnixNano()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.sweeping {
+		return // stopped by Shutdown as it fired
+	}
+	b.stamp++
+	for _, list := range b.topics {
+		for _, s := range list {
+			if s.w != nil && s.stamp != b.stamp {
+				s.stamp = b.stamp
+				if s.w.due(now) {
+					s.wake()
+				}
+			}
+		}
+	}
+	if b.streams > 0 && !b.closed {
+		b.sweeper.Reset(b.sweepTick)
+	} else {
+		b.sweeping = false
+	}
+}
+
 // serve writes s's events to w until the client leaves, the subscriber is
 // kicked (slow, or shutdown) or a write fails. Whatever is queued goes out
-// in one write and one flush.
-func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat time.Duration) error {
-	var tick <-chan time.Time
-	if heartbeat > 0 {
-		t := time.NewTicker(heartbeat)
-		defer t.Stop()
-		tick = t.C
-	}
+// in one write and one flush. It waits on s.signal alone: pushes, kicks
+// and the sweep wake it.
+func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber) error {
+	heartbeat := w.cfg.heartbeat
 	d := delivery{b: b, w: w, s: s}
 	for {
-		select {
-		case <-s.signal:
-			// What was queued before a kick still goes out: a slow client
-			// makes progress, and nothing published before a shutdown is
-			// held back. A kick during the write wakes the loop again.
-			reason, err := d.flush()
-			if err != nil {
-				return err
-			}
-			if reason == nil {
-				continue
-			}
+		<-s.signal
+		if ctx.Err() != nil {
+			return clientGone(ctx)
+		}
+		// What was queued before a kick still goes out: a slow client
+		// makes progress, and nothing published before a shutdown is
+		// held back. A kick during the write wakes the loop again.
+		wrote, reason, err := d.flush()
+		switch {
+		case err != nil:
+			return err
+		case reason != nil:
 			if errors.Is(reason, ErrBrokerClosed) {
 				if ev := b.cfg.shutdownEvent; ev != nil {
 					if err := w.Send(*ev); err != nil {
@@ -934,16 +1004,12 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber, heartbeat 
 				}
 			}
 			return reason
-		case <-ctx.Done():
-			return clientGone(ctx)
-		case now := <-tick:
-			if w.idle(now) >= heartbeat-heartbeat/10 {
-				if cap(d.buf) > maxIdleBuf { // idle: a backlog's buffer goes
-					d.buf = nil
-				}
-				if err := w.Comment("heartbeat"); err != nil {
-					return err
-				}
+		case !wrote && heartbeat > 0 && w.idle(time.Now()) >= heartbeat:
+			if cap(d.buf) > maxIdleBuf { // idle: a backlog's buffer goes
+				d.buf = nil
+			}
+			if err := w.Comment("heartbeat"); err != nil {
+				return err
 			}
 		}
 	}
@@ -963,12 +1029,12 @@ type delivery struct {
 const maxIdleBuf = 64 << 10
 
 // flush writes whatever is queued in one write and one flush, and returns
-// why the subscriber was kicked (nil if it was not) when it took the
-// frames: those were its last.
-func (d *delivery) flush() (kicked, err error) {
+// whether there was anything, and why the subscriber was kicked (nil if it
+// was not) when it took the frames: those were its last.
+func (d *delivery) flush() (wrote bool, kicked, err error) {
 	frames, kicked := d.s.drain()
 	if len(frames) == 0 {
-		return kicked, nil
+		return false, kicked, nil
 	}
 	var p []byte
 	d.buf = d.buf[:0]
@@ -992,10 +1058,10 @@ func (d *delivery) flush() (kicked, err error) {
 	clear(frames) // written frames are not kept alive
 	d.shrink(d.w.lastWrite.Load())
 	if err != nil {
-		return kicked, err
+		return true, kicked, err
 	}
 	d.b.delivered.Add(uint64(n))
-	return kicked, nil
+	return true, kicked, nil
 }
 
 // shrink drops a buffer grown for large backlogs once no write has needed

@@ -67,7 +67,13 @@ func Topics(topics ...string) TopicsFunc {
 // it gets the [HeaderEventsLost] header and the [LostEventName] event
 // first. A client with nothing to resume from gets the events of
 // [WithInitialEvents] (such as the current state) before the live ones.
-// opts override the broker's stream options for this route.
+// opts override the broker's stream options for this route (with a
+// Middleware in front, its options govern the stream instead).
+//
+// A stream ends within 100 ms of its client leaving, even when it has
+// nothing to write: the broker looks at its streams' request contexts, and
+// sends their heartbeats, from one timer, instead of each stream holding a
+// ticker and a wait on its context.
 func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 	cfg := b.cfg
 	cfg.apply(opts)
@@ -139,7 +145,10 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			}
 		}
 		defer w.finish()
-		if err := b.serve(ctx, w, s, cfg.heartbeat); err != nil && !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) {
+		b.attach(s, w)
+		// serve ends only with an error; a client that left and a shutdown
+		// are how streams normally end.
+		if err := b.serve(ctx, w, s); !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) {
 			_ = c.Error(err)
 		}
 	}

@@ -599,3 +599,45 @@ func TestSubscriberDrainAfterKick(t *testing.T) {
 	assert.ErrorIs(t, reason, ErrSlowSubscriber, "the reason stays")
 	assert.ErrorIs(t, s.kicked(), ErrSlowSubscriber)
 }
+
+// The sweep runs only while there are streams: it stops once the last one
+// ended, starts again with the next, and stops at Shutdown.
+func TestBrokerSweepRunsWhileThereAreStreams(t *testing.T) {
+	b, err := NewBroker(WithHeartbeat(0))
+	require.NoError(t, err)
+	r := gin.New()
+	r.GET("/events", b.Handler(Topics("t")))
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	sweeping := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.sweeping
+	}
+	open := func() context.CancelFunc {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+		require.NoError(t, err)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		return func() { cancel(); _ = res.Body.Close() }
+	}
+	for range 2 {
+		leave := open()
+		require.Eventually(t, func() bool { return b.Subscribers("") == 1 }, 5*time.Second, time.Millisecond)
+		assert.True(t, sweeping())
+		leave()
+		require.Eventually(t, func() bool { return b.Subscribers("") == 0 }, 5*time.Second, time.Millisecond,
+			"the sweep ends the stream of a client that left")
+		require.Eventually(t, func() bool { return !sweeping() }, 5*time.Second, time.Millisecond,
+			"the sweep stops with the last stream")
+	}
+	leave := open()
+	defer leave()
+	require.Eventually(t, func() bool { return b.Subscribers("") == 1 }, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, b.Shutdown(ctx))
+	assert.False(t, sweeping(), "Shutdown stops the sweep")
+}

@@ -1,6 +1,7 @@
 package sse_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -739,4 +740,88 @@ func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
 
 	_, err := b.Publish("a", sse.Event{ID: strings.Repeat("x", 257), Data: "x"})
 	assert.ErrorIs(t, err, sse.ErrInvalidID)
+}
+
+// A stream ends soon after its client leaves, with no heartbeat or event
+// to write: the broker's sweep notices the request's context ended. The
+// other streams, one of them on two topics, go on.
+func TestBrokerStreamEndsWhenClientLeaves(t *testing.T) {
+	left := make(chan []string, 4)
+	b := newBroker(t, sse.WithHeartbeat(0), sse.WithOnUnsubscribe(func(i sse.SubscriberInfo) { left <- i.Topics }))
+	url := brokerServer(t, b)
+	stay := connect(t, url+"?topic=a&topic=b")
+	leave := connect(t, url+"?topic=a")
+	waitSubscribers(t, b, 2)
+
+	require.NoError(t, leave.Close())
+	select {
+	case topics := <-left:
+		assert.Equal(t, []string{"a"}, topics)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream of a client that left did not end")
+	}
+	assert.Equal(t, map[string]int{"a": 1, "b": 1}, b.Stats().Topics)
+	publish(t, b, "b", "still here")
+	ev, err := stay.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "still here", ev.Data)
+}
+
+// readComments reads lines of br until the first event's data line, and
+// returns the comment lines before it.
+func readComments(t *testing.T, br *bufio.Reader) (comments []string, data string) {
+	t.Helper()
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		switch {
+		case strings.HasPrefix(line, ":"):
+			comments = append(comments, strings.TrimSpace(line))
+		case strings.HasPrefix(line, "data: "):
+			return comments, strings.TrimSpace(strings.TrimPrefix(line, "data: "))
+		}
+	}
+}
+
+// openRaw opens url and returns a reader of its body.
+func openRaw(t *testing.T, url string) *bufio.Reader {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = res.Body.Close() })
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	return bufio.NewReader(res.Body)
+}
+
+// An idle broker stream gets heartbeat comments at the route's interval;
+// a route that turns them off gets none, however long the others waited.
+func TestBrokerHeartbeat(t *testing.T) {
+	b := newBroker(t, sse.WithHeartbeat(30*time.Millisecond))
+	r := gin.New()
+	r.GET("/beat", b.Handler(sse.Topics("beat")))
+	r.GET("/quiet", b.Handler(sse.Topics("quiet"), sse.WithHeartbeat(0)))
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	beat := openRaw(t, srv.URL+"/beat")
+	quiet := openRaw(t, srv.URL+"/quiet")
+	waitSubscribers(t, b, 2)
+
+	var beats []string
+	for len(beats) < 4 { // the first comment, then three heartbeats
+		line, err := beat.ReadString('\n')
+		require.NoError(t, err)
+		if line != "\n" {
+			beats = append(beats, line)
+		}
+	}
+	assert.Equal(t, []string{": ok\n", ": heartbeat\n", ": heartbeat\n", ": heartbeat\n"}, beats)
+
+	publish(t, b, "quiet", "x")
+	comments, data := readComments(t, quiet)
+	assert.Equal(t, []string{": ok"}, comments, "no heartbeat on a route that turned them off")
+	assert.Equal(t, "x", data)
 }

@@ -223,6 +223,16 @@ func (w *Writer) Err() error {
 	return w.err
 }
 
+// due reports whether the stream's goroutine has work besides events: its
+// client left, or it has been idle for a heartbeat. now is in unix ns.
+func (w *Writer) due(now int64) bool {
+	if w.ctx.Err() != nil {
+		return true
+	}
+	hb := w.cfg.heartbeat
+	return hb > 0 && now-w.lastWrite.Load() >= int64(hb)
+}
+
 // idle returns how long ago the last write was.
 func (w *Writer) idle(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, w.lastWrite.Load()))
