@@ -93,10 +93,12 @@ func WithWriteTimeout(d time.Duration) Option {
 }
 
 // WithHeartbeat sets the interval of the heartbeat comment that [Stream]
-// writes when nothing else was written for that long. It keeps proxies from
-// closing idle streams and finds dead clients. Zero disables heartbeats.
-// Default [DefaultHeartbeat]. Applies to [Middleware] (as the default for its
-// streams) and [Stream].
+// and the broker's streams write when nothing else was written for that
+// long. It keeps proxies from closing idle streams and finds dead clients.
+// Zero disables heartbeats. Default [DefaultHeartbeat]. Applies to
+// [Middleware] (as the default for its streams), [Stream], [NewBroker] and
+// [Broker.Handler]. A broker stream's heartbeat goes out within 100 ms of
+// being due (the broker checks its streams on one timer).
 func WithHeartbeat(d time.Duration) Option {
 	return func(c *config) { c.heartbeat = max(d, 0) }
 }
