@@ -55,6 +55,32 @@ func TestBrokerEncodesOnce(t *testing.T) {
 	}
 }
 
+// BenchmarkBrokerPublishBytes measures a publish as in scenario (d) of
+// bench/: one subscriber, a reused []byte of 27 bytes as Data, no name.
+func BenchmarkBrokerPublishBytes(b *testing.B) {
+	br, err := NewBroker(WithQueueSize(1 << 30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, _, err := br.subscribe(context.Background(), []string{"t"}, "", "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := []byte("123456 1764620000000000000 ")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := br.Publish("t", Event{Data: data}); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%64 == 0 { // a stream that keeps up
+			s.take()
+		}
+	}
+	br.remove(s, false)
+	_ = br.Shutdown(context.Background())
+}
+
 // BenchmarkBrokerPublish measures one publish fanned out to N subscribers'
 // queues (the publisher's side of the fan-out; the subscribers' writes are
 // measured in bench/).
