@@ -173,6 +173,9 @@ func (e *Event) sizeHint() int {
 // linesLen is at least the length of appendLines(dst, prefix, s) minus
 // len(dst), for a prefix of p bytes: every LF, CR or CRLF may start a line.
 func linesLen(s string, p int) int {
+	if len(s) <= shortText && !hasBreak(s) {
+		return len(s) + p + len("\n")
+	}
 	lines := 1 + strings.Count(s, "\n")
 	if cr := strings.Count(s, "\r"); cr > 0 {
 		lines += cr - strings.Count(s, "\r\n")
@@ -213,6 +216,11 @@ func AppendComment(dst []byte, text string) []byte {
 // scanned at most once for CR and once for LF, so CR-only text stays
 // linear.
 func appendLines(dst []byte, prefix, s string) []byte {
+	if len(s) <= shortText && !hasBreak(s) {
+		dst = append(dst, prefix...)
+		dst = append(dst, s...)
+		return append(dst, '\n')
+	}
 	start, lf := 0, strings.IndexByte(s, '\n') // lf: next LF at or after start, or -1
 	for {
 		if lf >= 0 && lf < start {
@@ -240,6 +248,34 @@ func appendLines(dst []byte, prefix, s string) []byte {
 		}
 		start = i + 1
 	}
+}
+
+// shortText is the longest text that hasBreak scans: for short texts one
+// pass of it costs less than the calls of strings.Count and IndexByte
+// (one each for CR and LF) that longer texts take.
+const shortText = 64
+
+// hasBreak reports whether s holds a CR or LF, looking at 8 bytes at a
+// time: a byte of a word w equal to c makes (w^c…c) hold a zero byte, which
+// (x-0x01…01) &^ x & 0x80…80 detects.
+func hasBreak(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		t := s[i : i+8]
+		w := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		lf, cr := w^(ones*'\n'), w^(ones*'\r')
+		if ((lf-ones)&^lf|(cr-ones)&^cr)&highs != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] == '\n' || s[i] == '\r' {
+			return true
+		}
+	}
+	return false
 }
 
 // bytesView returns the bytes of b as a string without copying. The string
