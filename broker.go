@@ -348,19 +348,42 @@ func hasControl(s string) bool {
 // its frames as its history. Its bytes are never written once it is
 // published.
 type frame struct {
-	id     string
-	wire   []byte
-	topics []string
-	topic1 [1]string // topics of a single-topic event: no slice of its own
+	id    string
+	wire  []byte
+	topic string    // its topic, or the first of its topics
+	more  *[]string // all its topics when it has more than one, else nil
 }
 
-// setTopics sets f's topics: topics, or when it is nil just topic.
+// setTopics sets f's topics: topics, or when it is nil and topic is not
+// empty just topic. A single topic takes no slice of its own, which keeps
+// a frame at 64 bytes.
 func (f *frame) setTopics(topic string, topics []string) {
-	if topics == nil {
-		f.topic1[0] = topic
-		topics = f.topic1[:]
+	switch {
+	case topics == nil && topic != "":
+		f.topic = topic
+	case topics == nil:
+		f.more = &noTopics // a backend's message without topics keeps nil
+	case len(topics) == 1:
+		f.topic = topics[0]
+	default:
+		p := new([]string)
+		*p = topics
+		f.more = p
+		if len(topics) > 0 {
+			f.topic = topics[0]
+		}
 	}
-	f.topics = topics
+}
+
+// noTopics is the topics of a frame without any; it stays nil.
+var noTopics []string
+
+// topics returns f's topics. The slice is f's: do not change it.
+func (f *frame) topics() []string {
+	if f.more != nil {
+		return *f.more
+	}
+	return unsafe.Slice(&f.topic, 1)
 }
 
 // ownedID returns f's id for a caller to keep. An id the in-memory backend
@@ -395,18 +418,18 @@ var frameBufs = [...]struct {
 	n     int
 	alloc func() (*frame, []byte)
 }{
-	{48, frameWith[[48]byte]},
 	{64, frameWith[[64]byte]},
 	{80, frameWith[[80]byte]},
 	{96, frameWith[[96]byte]},
 	{112, frameWith[[112]byte]},
-	{144, frameWith[[144]byte]},
-	{176, frameWith[[176]byte]},
-	{240, frameWith[[240]byte]},
-	{304, frameWith[[304]byte]},
-	{432, frameWith[[432]byte]},
-	{560, frameWith[[560]byte]},
-	{944, frameWith[[944]byte]},
+	{128, frameWith[[128]byte]},
+	{160, frameWith[[160]byte]},
+	{192, frameWith[[192]byte]},
+	{256, frameWith[[256]byte]},
+	{320, frameWith[[320]byte]},
+	{448, frameWith[[448]byte]},
+	{576, frameWith[[576]byte]},
+	{960, frameWith[[960]byte]},
 }
 
 // frameWith allocates a frame and the byte array B as one object.
@@ -419,7 +442,9 @@ func frameWith[B any]() (*frame, []byte) {
 }
 
 func newFrame(msg Message) *frame {
-	return &frame{id: msg.ID, wire: appendIDLine(nil, msg.ID, msg.Body), topics: msg.Topics}
+	f := &frame{id: msg.ID, wire: appendIDLine(nil, msg.ID, msg.Body)}
+	f.setTopics("", msg.Topics)
+	return f
 }
 
 // appendIDLine appends "id: <id>\n" and body to dst.
@@ -447,7 +472,7 @@ func (b *Broker) dispatch(msg Message) {
 func (b *Broker) dispatchLocked(f *frame) {
 	b.position = f.id
 	b.stamp++
-	for _, t := range f.topics {
+	for _, t := range f.topics() {
 		for _, s := range b.subscribersOf(t) {
 			if s.stamp != b.stamp {
 				s.stamp = b.stamp

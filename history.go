@@ -220,7 +220,7 @@ type entry struct {
 
 // message returns the history entry e as a Message.
 func (m *MemoryBackend) message(e entry) Message {
-	return Message{ID: e.f.ownedID(), Topics: e.f.topics, Body: e.f.body(), Time: m.start.Add(e.at)}
+	return Message{ID: e.f.ownedID(), Topics: e.f.topics(), Body: e.f.body(), Time: m.start.Add(e.at)}
 }
 
 func (m *MemoryBackend) id(seq uint64) string {
@@ -273,7 +273,9 @@ func (m *MemoryBackend) startFramed(deliver func(*frame)) (string, error) {
 
 // Publish implements [Backend]. Delivery happens before it returns.
 func (m *MemoryBackend) Publish(_ context.Context, topics []string, id string, body []byte) (Message, error) {
-	e, err := m.publishFramed(&frame{topics: topics}, id, body, 0)
+	f := new(frame)
+	f.setTopics("", topics)
+	e, err := m.publishFramed(f, id, body, 0)
 	if err != nil {
 		return Message{}, err
 	}
@@ -430,7 +432,7 @@ func replay[T any](m *MemoryBackend, topics []string, after, until string, conv 
 	out := make([]T, 0, min(to-from, 64))
 	for seq := from + 1; seq <= to; seq++ {
 		e := *m.at(int(seq - first))
-		if slices.ContainsFunc(e.f.topics, func(t string) bool { return slices.Contains(topics, t) }) {
+		if slices.ContainsFunc(e.f.topics(), func(t string) bool { return slices.Contains(topics, t) }) {
 			out = append(out, conv(e))
 		}
 	}
