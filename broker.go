@@ -949,11 +949,16 @@ func (b *Broker) Subscribers(topic string) int {
 // far less than a ticker and a wait on its request's context in each.
 const sweepEvery = 100 * time.Millisecond
 
-// attach makes w the stream of s, which the sweep then watches.
+// minSweep bounds the sweep's interval from below, whatever the heartbeat.
+const minSweep = 10 * time.Millisecond
+
+// attach makes w the stream of s, which the sweep then watches. The sweep
+// runs at sweepEvery, or at a quarter of the shortest heartbeat of the
+// streams attached so far when that is shorter.
 func (b *Broker) attach(s *subscriber, w *Writer) {
 	tick := sweepEvery
 	if hb := w.cfg.heartbeat; hb > 0 {
-		tick = min(tick, max(hb/4, time.Millisecond))
+		tick = min(tick, max(hb/4, minSweep))
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
