@@ -350,8 +350,8 @@ func hasControl(s string) bool {
 type frame struct {
 	id    string
 	wire  []byte
-	topic string    // its topic, or the first of its topics
-	more  *[]string // all its topics when it has more than one, else nil
+	topic string    // its topic, when more is nil
+	more  *[]string // its topics, when it has none or more than one
 }
 
 // setTopics sets f's topics: topics, or when it is nil and topic is not
@@ -369,9 +369,6 @@ func (f *frame) setTopics(topic string, topics []string) {
 		p := new([]string)
 		*p = topics
 		f.more = p
-		if len(topics) > 0 {
-			f.topic = topics[0]
-		}
 	}
 }
 
@@ -982,7 +979,7 @@ func (b *Broker) attach(s *subscriber, w *Writer) {
 // ended) and those idle for a heartbeat, then runs again in sweepTick
 // while there are streams.
 func (b *Broker) sweep() {
-	now := time.Now().UnixNano()
+	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.sweeping {

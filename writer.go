@@ -224,13 +224,13 @@ func (w *Writer) Err() error {
 }
 
 // due reports whether the stream's goroutine has work besides events: its
-// client left, or it has been idle for a heartbeat. now is in unix ns.
-func (w *Writer) due(now int64) bool {
+// client left, or it has been idle for a heartbeat.
+func (w *Writer) due(now time.Time) bool {
 	if w.ctx.Err() != nil {
 		return true
 	}
 	hb := w.cfg.heartbeat
-	return hb > 0 && now-w.lastWrite.Load() >= int64(hb)
+	return hb > 0 && w.idle(now) >= hb
 }
 
 // idle returns how long ago the last write was.
