@@ -44,9 +44,12 @@ var (
 	// Last-Event-ID (a 200 stream holding only a "retry:" field), since
 	// a browser's EventSource gives up for good on an error status.
 	ErrReplayFailed = errors.New("sse: replay failed")
-	// ErrForbidden is the default refusal of the authorize hook
-	// ([WithAuthorize]): the handler answers 403.
+	// ErrForbidden wraps a refusal of the authorize hook ([WithAuthorize])
+	// answered with 403, its default status.
 	ErrForbidden = errors.New("sse: forbidden")
+	// ErrUnauthorized wraps a refusal of the authorize hook answered with
+	// 401 (a [*StatusError] with http.StatusUnauthorized).
+	ErrUnauthorized = errors.New("sse: unauthorized")
 )
 
 // Names of the signal a client gets when the events it missed cannot be
@@ -87,17 +90,18 @@ const maxIDLen = 256
 const DefaultQueueSize = 1024
 
 // StatusError is an error with the HTTP status the broker's handler
-// answers with. Return one from an authorize hook or a [TopicsFunc] to
-// choose the status; other errors get 403 and 400 respectively.
+// answers with. Return one from an authorize hook, a [TopicsFunc] or
+// [WithInitialEvents]' function to choose the status; other errors get
+// 403, 400 and 500 respectively.
 type StatusError struct {
-	Status int
-	Err    error
+	StatusCode int   // such as http.StatusUnauthorized
+	Err        error // what to tell the client; nil for the status text
 }
 
 // Error returns the wrapped error's text, or the status text without one.
 func (e *StatusError) Error() string {
 	if e.Err == nil {
-		return http.StatusText(e.Status)
+		return http.StatusText(e.StatusCode)
 	}
 	return e.Err.Error()
 }
@@ -139,7 +143,7 @@ type Stats struct {
 // that cannot keep up is disconnected (and recovers through replay) without
 // slowing the others. A Broker is safe for concurrent use.
 type Broker struct {
-	cfg     config
+	cfg     brokerConfig
 	backend Backend
 	mem     *MemoryBackend // backend, when it is the in-memory one: frames go in and out as they are
 
@@ -167,16 +171,22 @@ type Broker struct {
 	published, delivered, slow, dropped atomic.Uint64
 }
 
-// NewBroker returns a broker. It accepts [WithBackend] (default: an
-// in-memory history sized by [WithHistory]), [WithQueueSize],
-// [WithOverflow], [WithMaxSubscribers], [WithMaxPerIP], [WithRetryAfter],
-// [WithTopics], [WithAuthorize], [WithOnSubscribe], [WithOnUnsubscribe],
-// [WithShutdownEvent] and [WithInitialEvents], and the stream options
-// ([WithHeartbeat],
-// [WithWriteTimeout], [WithRetry], [WithRequireAccept],
-// [WithLastEventIDQuery]) for the streams of [Broker.Handler].
-func NewBroker(opts ...Option) (*Broker, error) {
-	cfg := newConfig(opts)
+// NewBroker returns a broker, by default with an in-memory history
+// ([WithHistory]); [WithBackend] gives it another store. The settings of
+// its streams are those of [Broker.Handler].
+func NewBroker(opts ...BrokerOption) (*Broker, error) {
+	cfg := brokerConfig{
+		historyCount: DefaultHistoryCount,
+		historyAge:   DefaultHistoryAge,
+		historyBytes: DefaultHistoryBytes,
+		queueSize:    DefaultQueueSize,
+		retryAfter:   5 * time.Second,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyBroker(&cfg)
+		}
+	}
 	b := &Broker{
 		cfg:     cfg,
 		backend: cfg.backend,
@@ -243,7 +253,7 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 		return "", err
 	}
 	if ev.ResetID {
-		return "", fmt.Errorf("%w: the broker gives every event an id", ErrResetWithID)
+		return "", fmt.Errorf("%w: ResetID is set, but the broker gives every event an id", ErrInvalidEvent)
 	}
 	id := ev.ID
 	ev.ID = ""
@@ -269,7 +279,7 @@ func (b *Broker) publish(ctx context.Context, topic string, topics []string, ev 
 		return "", err
 	}
 	if len(id) > maxIDLen || containsAny(id, true) {
-		return "", fmt.Errorf("%w: %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidID, id, maxIDLen)
+		return "", fmt.Errorf("%w: id %q (at most %d bytes, no CR, LF or NUL)", ErrInvalidEvent, id, maxIDLen)
 	}
 	if b.shut.Load() {
 		return "", ErrBrokerClosed
@@ -1015,6 +1025,9 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber) error {
 		if ctx.Err() != nil {
 			return clientGone(ctx)
 		}
+		if w.stopped() {
+			return errStopped
+		}
 		// What was queued before a kick still goes out: a slow client
 		// makes progress, and nothing published before a shutdown is
 		// held back. A kick during the write wakes the loop again.
@@ -1041,6 +1054,9 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *subscriber) error {
 		}
 	}
 }
+
+// errStopped ends a stream whose done channel ([WithDone]) closed.
+var errStopped = errors.New("sse: stream stopped by its done channel")
 
 // delivery writes a subscriber's queued frames to its stream.
 type delivery struct {
@@ -1115,8 +1131,8 @@ func (b *Broker) retryAfter() string {
 func (b *Broker) statusOf(err error, fallback int) int {
 	var se *StatusError
 	switch {
-	case errors.As(err, &se) && se.Status >= 400 && se.Status <= 599:
-		return se.Status
+	case errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode <= 599:
+		return se.StatusCode
 	case errors.Is(err, ErrTooManySubscribers), errors.Is(err, ErrBrokerClosed):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrTooManyFromIP):

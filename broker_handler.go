@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"sync"
 	"time"
@@ -47,12 +48,13 @@ func Topics(topics ...string) TopicsFunc {
 }
 
 // Handler returns a gin handler that streams the broker's events on the
-// topics from topics. It does the work of [Middleware] itself (after its
-// checks, so that it can still refuse a request), so do not put the
-// middleware in front of it. Refusals are JSON {"error": "..."} with:
+// topics from topics. It does the work of [Middleware] itself, after its
+// own checks, so that it can still refuse a request. Refusals are JSON
+// {"error": "..."} with:
 //
 //   - 400 for missing or invalid topics, 404 for topics outside [WithTopics];
-//   - 403 (or a [*StatusError]'s status) when [WithAuthorize]'s hook refuses;
+//   - 403, 401 or a [*StatusError]'s status when [WithAuthorize]'s hook
+//     refuses;
 //   - 503 with Retry-After beyond [WithMaxSubscribers] or after Shutdown;
 //   - 429 with Retry-After beyond [WithMaxPerIP];
 //   - 406 and 500 as [Middleware] does.
@@ -67,16 +69,26 @@ func Topics(topics ...string) TopicsFunc {
 // it gets the [HeaderEventsLost] header and the [LostEventName] event
 // first. A client with nothing to resume from gets the events of
 // [WithInitialEvents] (such as the current state) before the live ones.
-// opts override the broker's stream options for this route (with a
-// Middleware in front, its options govern the stream instead).
 //
-// A stream ends within 100 ms of its client leaving, even when it has
-// nothing to write: the broker looks at its streams' request contexts, and
-// sends their heartbeats, from one timer, instead of each stream holding a
-// ticker and a wait on its context.
-func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
-	cfg := b.cfg
-	cfg.apply(opts)
+// A [Middleware] in front is not needed. With one (say, on a route group),
+// its settings apply and the stream options given here override them for
+// this route: a "retry:" field, a heartbeat, a write timeout, a done
+// channel and where the Last-Event-ID is read all take effect on the
+// stream the middleware opened. An Accept check ([WithRequireAccept]) that
+// fails on such a stream ends it with [ErrNotAcceptable] (recorded in
+// c.Errors) before any event, since its status was sent already.
+//
+// A stream ends within 100 ms of its client leaving or its done channel
+// closing, even when it has nothing to write: the broker looks at its
+// streams from one timer, which also sends their heartbeats, instead of
+// each stream holding a ticker and a wait on its request's context.
+func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFunc {
+	hc := handlerConfig{stream: defaultStreamConfig()}
+	for _, o := range opts {
+		if o != nil {
+			o.applyHandler(&hc)
+		}
+	}
 	return func(c *gin.Context) {
 		ts, err := topics(c)
 		if err == nil {
@@ -86,17 +98,15 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			abortJSON(c, b.statusOf(err, http.StatusBadRequest), err)
 			return
 		}
-		if cfg.authorize != nil {
-			if err := cfg.authorize(c, ts); err != nil {
-				if !errors.Is(err, ErrForbidden) {
-					err = fmt.Errorf("%w: %w", ErrForbidden, err)
-				}
+		if hc.authorize != nil {
+			if err := hc.authorize(c, ts); err != nil {
+				err = refusal(err)
 				abortJSON(c, b.statusOf(err, http.StatusForbidden), err)
 				return
 			}
 		}
-		w, started := existingWriter(c)
-		if !started && !checkStream(c, &cfg) {
+		w, cfg, ok := b.writer(c, &hc)
+		if !ok {
 			return
 		}
 		ctx, ip := context.Background(), ""
@@ -108,7 +118,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 		}
 		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
 		var initial func([]string) ([]Event, error)
-		if fn := cfg.initialEvents; fn != nil {
+		if fn := hc.initialEvents; fn != nil {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
 		s, lost, err := b.subscribe(ctx, ts, lastID, ip, initial)
@@ -117,12 +127,9 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			// answer with a stream that asks it to come back later with
 			// the same Last-Event-ID.
 			_ = c.Error(err)
-			if !started {
-				if w, started = startStream(c, &cfg, false); !started {
-					return
-				}
+			if w.open() == nil {
+				_ = w.Send(Event{Comment: "replay unavailable, retry later", Retry: max(b.cfg.retryAfter, time.Second)})
 			}
-			_ = w.Send(Event{Comment: "replay unavailable, retry later", Retry: max(b.cfg.retryAfter, time.Second)})
 			w.finish()
 			return
 		}
@@ -135,42 +142,86 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...Option) gin.HandlerFunc {
 			return
 		}
 		defer b.remove(s, true)
-		if lost != nil {
+		if lost != nil && !w.isStarted() {
 			c.Header(HeaderEventsLost, lostReason(lost))
 		}
-		if !started {
-			var ok bool
-			if w, ok = startStream(c, &cfg, false); !ok {
-				return
-			}
-		}
 		defer w.finish()
+		if err := w.open(); err != nil {
+			_ = c.Error(err)
+			return
+		}
 		b.attach(s, w)
-		// serve ends only with an error; a client that left and a shutdown
-		// are how streams normally end.
-		if err := b.serve(ctx, w, s); !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) {
+		// serve ends only with an error; a client that left, a shutdown and
+		// the done channel are how streams normally end.
+		if err := b.serve(ctx, w, s); !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) && !errors.Is(err, errStopped) {
 			_ = c.Error(err)
 		}
 	}
 }
 
-// existingWriter returns the Writer a Middleware in front already opened.
-func existingWriter(c *gin.Context) (*Writer, bool) {
-	if v, ok := c.Get(writerKey); ok {
-		w, ok := v.(*Writer)
-		return w, ok
+// writer returns the Writer of a stream of the handler and its settings:
+// the Writer of a Middleware in front, with the handler's stream options
+// applied over the middleware's, or a new one. On refusal it answers the
+// request and returns false.
+func (b *Broker) writer(c *gin.Context, hc *handlerConfig) (*Writer, *streamConfig, bool) {
+	w, ok := existingWriter(c)
+	if !ok {
+		if !checkStream(c, &hc.stream) {
+			return nil, nil, false
+		}
+		return newWriter(c.Writer, c.Request, &hc.stream), &hc.stream, true
 	}
-	return nil, false
+	cfg := w.config()
+	if len(hc.streamOpts) > 0 {
+		merged := handlerConfig{stream: *cfg}
+		for _, o := range hc.streamOpts {
+			o.applyHandler(&merged)
+		}
+		cfg = &merged.stream
+		w.setConfig(cfg)
+	}
+	if !w.isStarted() {
+		return w, cfg, checkStream(c, cfg)
+	}
+	if cfg.requireAccept && c.Request != nil && !acceptsEventStream(c.Request.Header.Values("Accept")) {
+		_ = c.Error(ErrNotAcceptable)
+		c.Abort()
+		return nil, nil, false
+	}
+	if cfg.retry > 0 {
+		if err := w.writeFrames(w.appendRetry(nil), 0); err != nil {
+			_ = c.Error(err)
+			return nil, nil, false
+		}
+	}
+	return w, cfg, true
+}
+
+// refusal wraps an error of the authorize hook with the sentinel of its
+// status: ErrUnauthorized for 401, ErrForbidden for 403 (the default).
+func refusal(err error) error {
+	var se *StatusError
+	status := http.StatusForbidden
+	if errors.As(err, &se) {
+		status = se.StatusCode
+	}
+	switch {
+	case status == http.StatusUnauthorized && !errors.Is(err, ErrUnauthorized):
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	case status == http.StatusForbidden && !errors.Is(err, ErrForbidden):
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
+	}
+	return err
 }
 
 // Subscription receives a broker's events in Go code. Its events are what a
-// browser would get: decoded from the same bytes, so Data is a string.
+// browser would get: decoded from the same bytes.
 type Subscription struct {
 	b    *Broker
 	s    *subscriber
 	lost error
 	ctx  context.Context
-	todo []Event
+	todo []ReceivedEvent
 	stop func() bool // stops the context's AfterFunc
 	once sync.Once
 }
@@ -197,26 +248,24 @@ func (s *Subscription) Lost() error { return s.lost }
 // the subscription's context is done, it was closed, it was too slow
 // ([ErrSlowSubscriber]) or the broker shut down ([ErrBrokerClosed]); the
 // events queued before are returned first.
-func (s *Subscription) Next() (Event, error) {
+func (s *Subscription) Next() (ReceivedEvent, error) {
 	for len(s.todo) == 0 {
 		if frames := s.s.take(); len(frames) > 0 {
-			if err := s.decode(frames); err != nil {
-				return Event{}, err
-			}
+			s.decode(frames)
 			break
 		}
 		if reason := s.s.kicked(); reason != nil {
 			s.Close() // a slow or shut-down subscription leaves the broker
 			if errors.Is(reason, ErrSubscriptionClosed) && s.ctx.Err() != nil {
-				return Event{}, s.ctx.Err() // closed because the context ended
+				return ReceivedEvent{}, s.ctx.Err() // closed because the context ended
 			}
-			return Event{}, reason
+			return ReceivedEvent{}, reason
 		}
 		select {
 		case <-s.s.signal:
 		case <-s.ctx.Done():
 			s.Close()
-			return Event{}, s.ctx.Err()
+			return ReceivedEvent{}, s.ctx.Err()
 		}
 	}
 	ev := s.todo[0]
@@ -224,7 +273,25 @@ func (s *Subscription) Next() (Event, error) {
 	return ev, nil
 }
 
-func (s *Subscription) decode(frames []*frame) error {
+// Events returns the subscription's events as an iterator, as the Go
+// client's Events does. It yields (event, nil) for each event, and ends
+// after yielding (zero ReceivedEvent, err) with the error that ended the
+// subscription (see [Subscription.Next]). Breaking out of the loop closes
+// the subscription.
+func (s *Subscription) Events() iter.Seq2[ReceivedEvent, error] {
+	return func(yield func(ReceivedEvent, error) bool) {
+		defer s.Close()
+		for {
+			ev, err := s.Next()
+			if !yield(ev, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// decode queues the events of frames, as a browser would read them.
+func (s *Subscription) decode(frames []*frame) {
 	var buf bytes.Buffer
 	for _, f := range frames {
 		buf.Write(f.wire)
@@ -234,7 +301,7 @@ func (s *Subscription) decode(frames []*frame) error {
 	for {
 		ev, err := dec.Decode()
 		if err != nil {
-			return nil
+			return // the end of the frames: each one is a whole event
 		}
 		s.todo = append(s.todo, ev)
 	}

@@ -629,10 +629,10 @@ func TestSubscriberDrainAfterKick(t *testing.T) {
 // The sweep runs only while there are streams: it stops once the last one
 // ended, starts again with the next, and stops at Shutdown.
 func TestBrokerSweepRunsWhileThereAreStreams(t *testing.T) {
-	b, err := NewBroker(WithHeartbeat(0))
+	b, err := NewBroker()
 	require.NoError(t, err)
 	r := gin.New()
-	r.GET("/events", b.Handler(Topics("t")))
+	r.GET("/events", b.Handler(Topics("t"), WithHeartbeat(0)))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	sweeping := func() bool {

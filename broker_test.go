@@ -25,7 +25,7 @@ import (
 )
 
 // newBroker returns a broker that is shut down when the test ends.
-func newBroker(t *testing.T, opts ...sse.Option) *sse.Broker {
+func newBroker(t *testing.T, opts ...sse.BrokerOption) *sse.Broker {
 	t.Helper()
 	b, err := sse.NewBroker(opts...)
 	require.NoError(t, err)
@@ -38,7 +38,7 @@ func newBroker(t *testing.T, opts ...sse.Option) *sse.Broker {
 }
 
 // brokerServer serves b on GET /events?topic=... and returns its URL.
-func brokerServer(t *testing.T, b *sse.Broker, opts ...sse.Option) string {
+func brokerServer(t *testing.T, b *sse.Broker, opts ...sse.HandlerOption) string {
 	t.Helper()
 	r := gin.New()
 	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"), opts...))
@@ -92,7 +92,7 @@ func TestBrokerFanOut(t *testing.T) {
 		for i := range events {
 			ev, err := s.Next()
 			require.NoError(t, err)
-			require.Equal(t, sse.Event{ID: ids[i], Event: "news", Data: strconv.Itoa(i)}, ev)
+			require.Equal(t, sse.ReceivedEvent{ID: ids[i], Event: "news", Data: strconv.Itoa(i)}, ev)
 		}
 	}
 	ev, err := other.Next()
@@ -126,7 +126,7 @@ func TestBrokerIDsAreMonotonic(t *testing.T) {
 	publish(t, b, "a", "after")
 	ev, err := sub.Next()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: id, Data: "both"}, ev)
+	assert.Equal(t, sse.ReceivedEvent{ID: id, Data: "both"}, ev)
 	ev, err = sub.Next()
 	require.NoError(t, err)
 	assert.Equal(t, "after", ev.Data)
@@ -143,14 +143,14 @@ func TestBrokerPublishRefusesBadInput(t *testing.T) {
 		{[]string{""}, sse.Event{Data: "x"}, sse.ErrInvalidTopic},
 		{[]string{"a\n"}, sse.Event{Data: "x"}, sse.ErrInvalidTopic},
 		{[]string{"b"}, sse.Event{Data: "x"}, sse.ErrUnknownTopic},
-		{[]string{"a"}, sse.Event{Event: "x\ny", Data: "x"}, sse.ErrInvalidEventName},
-		{[]string{"a"}, sse.Event{ID: "x\ny", Data: "x"}, sse.ErrInvalidID},
-		{[]string{"a"}, sse.Event{ResetID: true, Data: "x"}, sse.ErrResetWithID},
-		{[]string{"a"}, sse.Event{Data: make(chan int)}, sse.ErrInvalidData},
+		{[]string{"a"}, sse.Event{Event: "x\ny", Data: "x"}, sse.ErrInvalidEvent},
+		{[]string{"a"}, sse.Event{ID: "x\ny", Data: "x"}, sse.ErrInvalidEvent},
+		{[]string{"a"}, sse.Event{ResetID: true, Data: "x"}, sse.ErrInvalidEvent},
+		{[]string{"a"}, sse.Event{Data: make(chan int)}, sse.ErrInvalidEvent},
 		// The event's own encoding errors come first, then its id's.
-		{[]string{"a"}, sse.Event{ID: "x\ny", Data: make(chan int)}, sse.ErrInvalidData},
-		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Event: "x\ny"}, sse.ErrInvalidEventName},
-		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Data: "x"}, sse.ErrInvalidID},
+		{[]string{"a"}, sse.Event{ID: "x\ny", Data: make(chan int)}, sse.ErrInvalidEvent},
+		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Event: "x\ny"}, sse.ErrInvalidEvent},
+		{[]string{"a"}, sse.Event{ID: strings.Repeat("x", 300), Data: "x"}, sse.ErrInvalidEvent},
 	}
 	for _, tt := range tests {
 		_, err := b.PublishTopics(context.Background(), tt.topics, tt.ev)
@@ -180,11 +180,11 @@ func TestBrokerReplay(t *testing.T) {
 	for i := 2; i < 5; i++ {
 		ev, err := s.Next()
 		require.NoError(t, err)
-		assert.Equal(t, sse.Event{ID: ids[i], Event: "news", Data: strconv.Itoa(i)}, ev)
+		assert.Equal(t, sse.ReceivedEvent{ID: ids[i], Event: "news", Data: strconv.Itoa(i)}, ev)
 	}
 	ev, err := s.Next()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: live, Event: "news", Data: "live"}, ev)
+	assert.Equal(t, sse.ReceivedEvent{ID: live, Event: "news", Data: "live"}, ev)
 
 	// The query fallback works too, and a custom event id resumes as well.
 	custom, err := b.Publish("news", sse.Event{ID: "custom-1", Data: "c"})
@@ -229,7 +229,7 @@ func TestBrokerEventsLostSignal(t *testing.T) {
 			assert.Equal(t, sse.LostEventName, ev.Event)
 			assert.Equal(t, ids[len(ids)-1], ev.ID, "the signal moves the client to the current position")
 			var data map[string]string
-			require.NoError(t, json.Unmarshal([]byte(ev.Data.(string)), &data))
+			require.NoError(t, json.Unmarshal([]byte(ev.Data), &data))
 			assert.Equal(t, tt.reason, data["reason"])
 
 			waitSubscribers(t, b, 1)
@@ -282,7 +282,7 @@ func TestBrokerReplayUnderConcurrency(t *testing.T) {
 		}()
 	}
 
-	results := make([][]sse.Event, clients)
+	results := make([][]sse.ReceivedEvent, clients)
 	var cliWG, ready sync.WaitGroup
 	for c := range clients {
 		cliWG.Add(1)
@@ -290,7 +290,7 @@ func TestBrokerReplayUnderConcurrency(t *testing.T) {
 		go func() {
 			defer cliWG.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
-			var got []sse.Event
+			var got []sse.ReceivedEvent
 			last := ""
 			for first := true; len(got) < total; first = false {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -325,7 +325,7 @@ func TestBrokerReplayUnderConcurrency(t *testing.T) {
 	pubWG.Wait()
 	cliWG.Wait()
 
-	want := make([]sse.Event, total)
+	want := make([]sse.ReceivedEvent, total)
 	for i := range want {
 		want[i], err = witness.Next()
 		require.NoError(t, err)
@@ -342,8 +342,8 @@ func TestBrokerReplayUnderConcurrency(t *testing.T) {
 // A client that never reads is disconnected when its queue overflows; the
 // others get every event, and the slow one catches up through replay.
 func TestBrokerSlowClientIsolation(t *testing.T) {
-	b := newBroker(t, sse.WithQueueSize(8), sse.WithWriteTimeout(200*time.Millisecond))
-	url := brokerServer(t, b)
+	b := newBroker(t, sse.WithQueueSize(8))
+	url := brokerServer(t, b, sse.WithWriteTimeout(200*time.Millisecond))
 
 	// The stuck client: a raw connection that sends a request and never reads.
 	addr := url[len("http://"):]
@@ -423,22 +423,21 @@ func TestBrokerLimits(t *testing.T) {
 }
 
 func TestBrokerHandlerRefusals(t *testing.T) {
-	b := newBroker(t,
-		sse.WithTopics("public", "secret", "vip"),
-		sse.WithAuthorize(func(c *gin.Context, topics []string) error {
-			if c.GetHeader("X-User") == "" {
-				return &sse.StatusError{Status: http.StatusUnauthorized, Err: errors.New("login required")}
+	b := newBroker(t, sse.WithTopics("public", "secret", "vip"))
+	authorize := sse.WithAuthorize(func(c *gin.Context, topics []string) error {
+		if c.GetHeader("X-User") == "" {
+			return &sse.StatusError{StatusCode: http.StatusUnauthorized, Err: errors.New("login required")}
+		}
+		for _, t := range topics {
+			if t == "secret" {
+				return fmt.Errorf("topic %q is not yours", t)
 			}
-			for _, t := range topics {
-				if t == "secret" {
-					return fmt.Errorf("topic %q is not yours", t)
-				}
-			}
-			return nil
-		}))
+		}
+		return nil
+	})
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
-	r.GET("/rooms/:room", b.Handler(sse.TopicsFromParam("room")))
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"), authorize))
+	r.GET("/rooms/:room", b.Handler(sse.TopicsFromParam("room"), authorize))
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -574,10 +573,10 @@ func TestBrokerShutdownWithManyStreams(t *testing.T) {
 	for _, s := range conns[:50] {
 		ev, err := s.Next()
 		require.NoError(t, err)
-		assert.Equal(t, sse.Event{ID: id, Event: "all", Data: "last news"}, ev)
+		assert.Equal(t, sse.ReceivedEvent{ID: id, Event: "all", Data: "last news"}, ev)
 		ev, err = s.Next()
 		require.NoError(t, err)
-		assert.Equal(t, sse.Event{ID: id, Event: "bye", Data: "restarting", Retry: 2 * time.Second}, ev)
+		assert.Equal(t, sse.ReceivedEvent{ID: id, Event: "bye", Data: "restarting", Retry: 2 * time.Second}, ev)
 		_, err = s.Next()
 		assert.ErrorIs(t, err, io.EOF)
 	}
@@ -597,7 +596,8 @@ func TestBrokerShutdownWithManyStreams(t *testing.T) {
 func TestBrokerInitialEvents(t *testing.T) {
 	var mu sync.Mutex
 	state := map[string]string{"kitchen": "off", "bedroom": "off"}
-	b := newBroker(t, sse.WithHistory(2, 0, 0), sse.WithInitialEvents(func(c *gin.Context, topics []string) ([]sse.Event, error) {
+	b := newBroker(t, sse.WithHistory(2, 0, 0))
+	initial := sse.WithInitialEvents(func(c *gin.Context, topics []string) ([]sse.Event, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		var evs []sse.Event
@@ -605,8 +605,8 @@ func TestBrokerInitialEvents(t *testing.T) {
 			evs = append(evs, sse.Event{Event: room, Data: state[room]})
 		}
 		return evs, nil
-	}))
-	url := brokerServer(t, b)
+	})
+	url := brokerServer(t, b, initial)
 	set := func(room, v string) string {
 		mu.Lock()
 		state[room] = v
@@ -616,24 +616,24 @@ func TestBrokerInitialEvents(t *testing.T) {
 	pos := set("kitchen", "on")
 
 	s := connect(t, url+"?topic=kitchen&topic=bedroom")
-	var got []sse.Event
+	var got []sse.ReceivedEvent
 	for range 2 {
 		ev, err := s.Next()
 		require.NoError(t, err)
 		got = append(got, ev)
 	}
-	assert.Equal(t, []sse.Event{{ID: pos, Event: "kitchen", Data: "on"}, {ID: pos, Event: "bedroom", Data: "off"}}, got)
+	assert.Equal(t, []sse.ReceivedEvent{{ID: pos, Event: "kitchen", Data: "on"}, {ID: pos, Event: "bedroom", Data: "off"}}, got)
 	live := set("bedroom", "on")
 	ev, err := s.Next()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: live, Event: "bedroom", Data: "on"}, ev)
+	assert.Equal(t, sse.ReceivedEvent{ID: live, Event: "bedroom", Data: "on"}, ev)
 	require.NoError(t, s.Close())
 
 	// Resuming from the initial state's id replays the change after it.
 	r := connectWith(t, url+"?topic=bedroom", http.Header{"Last-Event-Id": {pos}})
 	ev, err = r.Next()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: live, Event: "bedroom", Data: "on"}, ev)
+	assert.Equal(t, sse.ReceivedEvent{ID: live, Event: "bedroom", Data: "on"}, ev)
 
 	// An id that fell out of the history: the signal, then the state.
 	for range 3 {
@@ -712,18 +712,17 @@ func TestBrokerSubscriptionLifecycle(t *testing.T) {
 
 func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
 	var hooks int
-	b := newBroker(t,
+	b := newBroker(t, sse.WithOnSubscribe(func(sse.SubscriberInfo) { hooks++ }))
+	r := gin.New()
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"),
 		sse.WithRequireAccept(),
-		sse.WithOnSubscribe(func(sse.SubscriberInfo) { hooks++ }),
 		sse.WithInitialEvents(func(*gin.Context, []string) ([]sse.Event, error) { hooks++; return nil, nil }),
 		sse.WithAuthorize(func(c *gin.Context, _ []string) error {
 			if c.Query("anon") != "" {
-				return &sse.StatusError{Status: http.StatusUnauthorized}
+				return &sse.StatusError{StatusCode: http.StatusUnauthorized}
 			}
 			return nil
-		}))
-	r := gin.New()
-	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
+		})))
 	req := httptest.NewRequest(http.MethodGet, "/events?topic=a", nil)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Last-Event-ID", "whatever")
@@ -739,7 +738,7 @@ func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
 	assert.Zero(t, hooks, "a refused request never subscribes")
 
 	_, err := b.Publish("a", sse.Event{ID: strings.Repeat("x", 257), Data: "x"})
-	assert.ErrorIs(t, err, sse.ErrInvalidID)
+	assert.ErrorIs(t, err, sse.ErrInvalidEvent)
 }
 
 // A stream ends soon after its client leaves, with no heartbeat or event
@@ -747,8 +746,8 @@ func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
 // other streams, one of them on two topics, go on.
 func TestBrokerStreamEndsWhenClientLeaves(t *testing.T) {
 	left := make(chan []string, 4)
-	b := newBroker(t, sse.WithHeartbeat(0), sse.WithOnUnsubscribe(func(i sse.SubscriberInfo) { left <- i.Topics }))
-	url := brokerServer(t, b)
+	b := newBroker(t, sse.WithOnUnsubscribe(func(i sse.SubscriberInfo) { left <- i.Topics }))
+	url := brokerServer(t, b, sse.WithHeartbeat(0))
 	stay := connect(t, url+"?topic=a&topic=b")
 	leave := connect(t, url+"?topic=a")
 	waitSubscribers(t, b, 2)
@@ -800,9 +799,9 @@ func openRaw(t *testing.T, url string) *bufio.Reader {
 // An idle broker stream gets heartbeat comments at the route's interval;
 // a route that turns them off gets none, however long the others waited.
 func TestBrokerHeartbeat(t *testing.T) {
-	b := newBroker(t, sse.WithHeartbeat(30*time.Millisecond))
+	b := newBroker(t)
 	r := gin.New()
-	r.GET("/beat", b.Handler(sse.Topics("beat")))
+	r.GET("/beat", b.Handler(sse.Topics("beat"), sse.WithHeartbeat(30*time.Millisecond)))
 	r.GET("/quiet", b.Handler(sse.Topics("quiet"), sse.WithHeartbeat(0)))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -53,10 +53,41 @@ type Decoder struct {
 	retrySeen bool
 }
 
-// NewDecoder returns a Decoder reading from r. It accepts
-// [WithMaxEventSize] and [WithLastEventID]; other options are ignored.
-func NewDecoder(r io.Reader, opts ...Option) *Decoder {
-	cfg := newConfig(opts)
+// ReceivedEvent is an event as a client receives it: what a browser's
+// EventSource hands to its listeners. [Decoder], package client, package
+// ssetest and [Subscription] return it.
+type ReceivedEvent struct {
+	// ID is the stream's last event ID when the event was dispatched: ids
+	// persist across events, as in a browser, so an event without an "id:"
+	// line carries the one before it.
+	ID string
+	// Event is the event name from the stream, or "" when none was given
+	// (a browser dispatches it as "message"; see [ReceivedEvent.Type]).
+	Event string
+	// Data is the payload: the event's "data:" lines joined with LF.
+	Data string
+	// Retry is the reconnection time of a valid "retry:" field among the
+	// event's own lines, or zero.
+	Retry time.Duration
+}
+
+// Type returns the event type a browser dispatches: the event name, or
+// "message" for an event without one.
+func (e ReceivedEvent) Type() string {
+	if e.Event == "" {
+		return "message"
+	}
+	return e.Event
+}
+
+// NewDecoder returns a Decoder reading from r.
+func NewDecoder(r io.Reader, opts ...DecoderOption) *Decoder {
+	cfg := decoderConfig{maxEventSize: DefaultMaxEventSize}
+	for _, o := range opts {
+		if o != nil {
+			o.applyDecoder(&cfg)
+		}
+	}
 	return &Decoder{r: r, buf: make([]byte, 4096), max: cfg.maxEventSize, idBuf: cfg.lastEventID, lastID: cfg.lastEventID}
 }
 
@@ -70,18 +101,14 @@ func (d *Decoder) LastEventID() string { return d.lastID }
 // "retry:" field, and whether it set one.
 func (d *Decoder) Retry() (time.Duration, bool) { return d.retry, d.retrySeen }
 
-// Decode returns the next dispatched event. Its ID is the stream's last
-// event ID at dispatch (ids persist across events, as in a browser), its
-// Event is the name from the stream ("" when none was given, which a browser
-// delivers as "message"), its Data is a string, and its Retry is set when
-// the event's own lines held a valid "retry:" field.
+// Decode returns the next dispatched event.
 //
 // At the end of the stream Decode returns [io.EOF], or
 // [io.ErrUnexpectedEOF] when the stream ended inside an event, which is
 // then discarded. Read errors are returned as they are.
-func (d *Decoder) Decode() (Event, error) {
+func (d *Decoder) Decode() (ReceivedEvent, error) {
 	if d.err != nil {
-		return Event{}, d.err
+		return ReceivedEvent{}, d.err
 	}
 	for {
 		line, err := d.readLine()
@@ -90,7 +117,7 @@ func (d *Decoder) Decode() (Event, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			d.err = err
-			return Event{}, err
+			return ReceivedEvent{}, err
 		}
 		if len(line) == 0 {
 			if ev, ok := d.dispatch(); ok {
@@ -153,12 +180,12 @@ func parseRetry(v []byte) (time.Duration, bool) {
 }
 
 // dispatch ends the current event, as a blank line does.
-func (d *Decoder) dispatch() (Event, bool) {
+func (d *Decoder) dispatch() (ReceivedEvent, bool) {
 	d.lastID = d.idBuf
-	var ev Event
+	var ev ReceivedEvent
 	ok := d.hasData
 	if ok {
-		ev = Event{
+		ev = ReceivedEvent{
 			ID:    d.lastID,
 			Event: d.event,
 			Data:  string(d.data[:len(d.data)-1]),

@@ -14,9 +14,9 @@ import (
 )
 
 // decodeAll decodes r to its end and returns the events and the final error.
-func decodeAll(r io.Reader, opts ...sse.Option) ([]sse.Event, error) {
+func decodeAll(r io.Reader, opts ...sse.DecoderOption) ([]sse.ReceivedEvent, error) {
 	dec := sse.NewDecoder(r, opts...)
-	var events []sse.Event
+	var events []sse.ReceivedEvent
 	for {
 		ev, err := dec.Decode()
 		if err != nil {
@@ -27,33 +27,35 @@ func decodeAll(r io.Reader, opts ...sse.Option) ([]sse.Event, error) {
 }
 
 func TestDecoder(t *testing.T) {
-	ev := func(id, name, data string) sse.Event { return sse.Event{ID: id, Event: name, Data: data} }
+	ev := func(id, name, data string) sse.ReceivedEvent {
+		return sse.ReceivedEvent{ID: id, Event: name, Data: data}
+	}
 	tests := []struct {
 		name   string
 		stream string
-		want   []sse.Event
+		want   []sse.ReceivedEvent
 		end    error
 	}{
-		{"spec example: space optional", "data: test\n\ndata:test\n\n", []sse.Event{ev("", "", "test"), ev("", "", "test")}, io.EOF},
-		{"spec example: field without colon", "data\n\ndata\ndata\n\ndata:", []sse.Event{ev("", "", ""), ev("", "", "\n")}, io.ErrUnexpectedEOF},
-		{"multi-line data joined with LF", "data: YHOO\ndata: +2\ndata: 10\n\n", []sse.Event{ev("", "", "YHOO\n+2\n10")}, io.EOF},
-		{"CR line ends", "event: a\rdata: 1\r\r", []sse.Event{ev("", "a", "1")}, io.EOF},
-		{"CRLF line ends", "id: 5\r\ndata: 1\r\n\r\n", []sse.Event{ev("5", "", "1")}, io.EOF},
-		{"mixed line ends", "data: a\r\ndata: b\rdata: c\n\r\n", []sse.Event{ev("", "", "a\nb\nc")}, io.EOF},
-		{"BOM skipped once", "\xEF\xBB\xBFdata: x\n\n", []sse.Event{ev("", "", "x")}, io.EOF},
+		{"spec example: space optional", "data: test\n\ndata:test\n\n", []sse.ReceivedEvent{ev("", "", "test"), ev("", "", "test")}, io.EOF},
+		{"spec example: field without colon", "data\n\ndata\ndata\n\ndata:", []sse.ReceivedEvent{ev("", "", ""), ev("", "", "\n")}, io.ErrUnexpectedEOF},
+		{"multi-line data joined with LF", "data: YHOO\ndata: +2\ndata: 10\n\n", []sse.ReceivedEvent{ev("", "", "YHOO\n+2\n10")}, io.EOF},
+		{"CR line ends", "event: a\rdata: 1\r\r", []sse.ReceivedEvent{ev("", "a", "1")}, io.EOF},
+		{"CRLF line ends", "id: 5\r\ndata: 1\r\n\r\n", []sse.ReceivedEvent{ev("5", "", "1")}, io.EOF},
+		{"mixed line ends", "data: a\r\ndata: b\rdata: c\n\r\n", []sse.ReceivedEvent{ev("", "", "a\nb\nc")}, io.EOF},
+		{"BOM skipped once", "\xEF\xBB\xBFdata: x\n\n", []sse.ReceivedEvent{ev("", "", "x")}, io.EOF},
 		{"second BOM is part of the field name", "\xEF\xBB\xBF\xEF\xBB\xBFdata: x\n\n", nil, io.EOF},
-		{"comments ignored", ": hi\ndata: x\n:\n\n", []sse.Event{ev("", "", "x")}, io.EOF},
-		{"only one space stripped", "data:  x\n\n", []sse.Event{ev("", "", " x")}, io.EOF},
-		{"unknown fields ignored", "foo: bar\ndata: x\n\n", []sse.Event{ev("", "", "x")}, io.EOF},
-		{"no dispatch without data", "event: a\nid: 3\n\ndata: x\n\n", []sse.Event{ev("3", "", "x")}, io.EOF},
-		{"id persists", "id: 1\ndata: a\n\ndata: b\n\n", []sse.Event{ev("1", "", "a"), ev("1", "", "b")}, io.EOF},
-		{"empty id resets", "id: 1\ndata: a\n\nid\ndata: b\n\n", []sse.Event{ev("1", "", "a"), ev("", "", "b")}, io.EOF},
-		{"id with NUL ignored", "id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", []sse.Event{ev("1", "", "a"), ev("1", "", "b")}, io.EOF},
-		{"event name reset after dispatch", "event: a\ndata: 1\n\ndata: 2\n\n", []sse.Event{ev("", "a", "1"), ev("", "", "2")}, io.EOF},
-		{"incomplete event discarded", "data: a\n\ndata: b\n", []sse.Event{ev("", "", "a")}, io.ErrUnexpectedEOF},
+		{"comments ignored", ": hi\ndata: x\n:\n\n", []sse.ReceivedEvent{ev("", "", "x")}, io.EOF},
+		{"only one space stripped", "data:  x\n\n", []sse.ReceivedEvent{ev("", "", " x")}, io.EOF},
+		{"unknown fields ignored", "foo: bar\ndata: x\n\n", []sse.ReceivedEvent{ev("", "", "x")}, io.EOF},
+		{"no dispatch without data", "event: a\nid: 3\n\ndata: x\n\n", []sse.ReceivedEvent{ev("3", "", "x")}, io.EOF},
+		{"id persists", "id: 1\ndata: a\n\ndata: b\n\n", []sse.ReceivedEvent{ev("1", "", "a"), ev("1", "", "b")}, io.EOF},
+		{"empty id resets", "id: 1\ndata: a\n\nid\ndata: b\n\n", []sse.ReceivedEvent{ev("1", "", "a"), ev("", "", "b")}, io.EOF},
+		{"id with NUL ignored", "id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", []sse.ReceivedEvent{ev("1", "", "a"), ev("1", "", "b")}, io.EOF},
+		{"event name reset after dispatch", "event: a\ndata: 1\n\ndata: 2\n\n", []sse.ReceivedEvent{ev("", "a", "1"), ev("", "", "2")}, io.EOF},
+		{"incomplete event discarded", "data: a\n\ndata: b\n", []sse.ReceivedEvent{ev("", "", "a")}, io.ErrUnexpectedEOF},
 		{"empty stream", "", nil, io.EOF},
-		{"data with colon", "data: a:b\n\n", []sse.Event{ev("", "", "a:b")}, io.EOF},
-		{"NUL and invalid UTF-8 pass through", "data: a\x00\xff\n\n", []sse.Event{ev("", "", "a\x00\xff")}, io.EOF},
+		{"data with colon", "data: a:b\n\n", []sse.ReceivedEvent{ev("", "", "a:b")}, io.EOF},
+		{"NUL and invalid UTF-8 pass through", "data: a\x00\xff\n\n", []sse.ReceivedEvent{ev("", "", "a\x00\xff")}, io.EOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,8 +183,8 @@ func TestDecoderStartsWithLastEventID(t *testing.T) {
 	assert.Equal(t, "41", dec.LastEventID())
 	ev, err := dec.Decode()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: "41", Data: "a"}, ev, "the id carries over to events without one")
+	assert.Equal(t, sse.ReceivedEvent{ID: "41", Data: "a"}, ev, "the id carries over to events without one")
 	ev, err = dec.Decode()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{Data: "b"}, ev, "an empty id still resets it")
+	assert.Equal(t, sse.ReceivedEvent{Data: "b"}, ev, "an empty id still resets it")
 }

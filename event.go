@@ -11,23 +11,13 @@ import (
 	"unsafe"
 )
 
-// Errors returned when an [Event] cannot be encoded. Nothing is written to
-// the wire when one of them is returned. Test for them with [errors.Is].
-var (
-	// ErrInvalidID reports an id that contains CR, LF or NUL. Browsers
-	// would split such an id into several fields or ignore it, so it is
-	// refused rather than rewritten.
-	ErrInvalidID = errors.New("sse: event id contains CR, LF or NUL")
-	// ErrInvalidEventName reports an event name that contains CR or LF.
-	ErrInvalidEventName = errors.New("sse: event name contains CR or LF")
-	// ErrInvalidRetry reports a negative Retry.
-	ErrInvalidRetry = errors.New("sse: negative retry")
-	// ErrInvalidData reports data that cannot be encoded as JSON. The
-	// error from encoding/json is wrapped as well.
-	ErrInvalidData = errors.New("sse: data cannot be encoded")
-	// ErrResetWithID reports an event that sets both ID and ResetID.
-	ErrResetWithID = errors.New("sse: event sets both ID and ResetID")
-)
+// ErrInvalidEvent reports an [Event] that cannot be encoded: an id with
+// CR, LF or NUL, a name with CR or LF (a browser would split either into
+// several fields, so they are refused rather than rewritten), both ID and
+// ResetID, a negative Retry, or Data that encoding/json cannot encode
+// (whose error is wrapped too). The message says which. Nothing is written
+// when it is returned.
+var ErrInvalidEvent = errors.New("sse: invalid event")
 
 // Event is one server-sent event.
 //
@@ -63,16 +53,16 @@ type Event struct {
 // Validate reports whether e can be encoded, without encoding its Data.
 func (e Event) Validate() error {
 	if containsAny(e.ID, true) {
-		return fmt.Errorf("%w: %q", ErrInvalidID, e.ID)
+		return fmt.Errorf("%w: id %q contains CR, LF or NUL", ErrInvalidEvent, e.ID)
 	}
 	if containsAny(e.Event, false) {
-		return fmt.Errorf("%w: %q", ErrInvalidEventName, e.Event)
+		return fmt.Errorf("%w: name %q contains CR or LF", ErrInvalidEvent, e.Event)
 	}
 	if e.ResetID && e.ID != "" {
-		return ErrResetWithID
+		return fmt.Errorf("%w: both ID and ResetID are set", ErrInvalidEvent)
 	}
 	if e.Retry < 0 {
-		return fmt.Errorf("%w: %v", ErrInvalidRetry, e.Retry)
+		return fmt.Errorf("%w: negative retry %v", ErrInvalidEvent, e.Retry)
 	}
 	return nil
 }
@@ -95,7 +85,7 @@ func containsAny(s string, nul bool) bool {
 
 // AppendTo appends the wire encoding of e, ending with the blank line that
 // dispatches it, to dst and returns the extended slice. On error it returns
-// dst unchanged and an error that wraps one of the Err* sentinels.
+// dst unchanged and an error wrapping [ErrInvalidEvent].
 //
 // String and []byte data are encoded without allocating.
 func (e Event) AppendTo(dst []byte) ([]byte, error) {
@@ -132,7 +122,7 @@ func (e Event) AppendTo(dst []byte) ([]byte, error) {
 	default:
 		b, err := json.Marshal(d)
 		if err != nil {
-			return dst[:orig], fmt.Errorf("%w: %w", ErrInvalidData, err)
+			return dst[:orig], fmt.Errorf("%w: data cannot be encoded as JSON: %w", ErrInvalidEvent, err)
 		}
 		dst = appendLines(dst, "data: ", bytesView(b))
 	}

@@ -100,15 +100,15 @@ func TestEventRefusesInjection(t *testing.T) {
 		ev   sse.Event
 		err  error
 	}{
-		{"LF in id", sse.Event{ID: "1\ndata: evil", Data: "x"}, sse.ErrInvalidID},
-		{"CR in id", sse.Event{ID: "1\revent: evil", Data: "x"}, sse.ErrInvalidID},
-		{"NUL in id", sse.Event{ID: "1\x00", Data: "x"}, sse.ErrInvalidID},
-		{"LF in event", sse.Event{Event: "a\n\ndata: evil", Data: "x"}, sse.ErrInvalidEventName},
-		{"CR in event", sse.Event{Event: "a\r", Data: "x"}, sse.ErrInvalidEventName},
-		{"reset with id", sse.Event{ID: "1", ResetID: true, Data: "x"}, sse.ErrResetWithID},
-		{"negative retry", sse.Event{Retry: -time.Second, Data: "x"}, sse.ErrInvalidRetry},
-		{"unencodable data", sse.Event{ID: "1", Event: "e", Data: make(chan int)}, sse.ErrInvalidData},
-		{"unencodable comment and data", sse.Event{Comment: "c", Data: func() {}}, sse.ErrInvalidData},
+		{"LF in id", sse.Event{ID: "1\ndata: evil", Data: "x"}, sse.ErrInvalidEvent},
+		{"CR in id", sse.Event{ID: "1\revent: evil", Data: "x"}, sse.ErrInvalidEvent},
+		{"NUL in id", sse.Event{ID: "1\x00", Data: "x"}, sse.ErrInvalidEvent},
+		{"LF in event", sse.Event{Event: "a\n\ndata: evil", Data: "x"}, sse.ErrInvalidEvent},
+		{"CR in event", sse.Event{Event: "a\r", Data: "x"}, sse.ErrInvalidEvent},
+		{"reset with id", sse.Event{ID: "1", ResetID: true, Data: "x"}, sse.ErrInvalidEvent},
+		{"negative retry", sse.Event{Retry: -time.Second, Data: "x"}, sse.ErrInvalidEvent},
+		{"unencodable data", sse.Event{ID: "1", Event: "e", Data: make(chan int)}, sse.ErrInvalidEvent},
+		{"unencodable comment and data", sse.Event{Comment: "c", Data: func() {}}, sse.ErrInvalidEvent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ func (price) EventName() string { return "price" }
 
 func ExampleStream() {
 	r := gin.New()
-	r.GET("/prices", sse.Middleware(), func(c *gin.Context) {
+	r.GET("/prices", sse.Middleware(sse.WithHeartbeat(30*time.Second)), func(c *gin.Context) {
 		ch := make(chan price)
 		go func() {
 			defer close(ch)
@@ -64,7 +64,7 @@ func ExampleStream() {
 			}
 		}()
 		// Returns nil when ch closes, ErrClientGone when the client leaves.
-		if err := sse.Stream(c, ch, sse.WithHeartbeat(30*time.Second)); err != nil {
+		if err := sse.Stream(c, ch); err != nil {
 			_ = c.Error(err)
 		}
 	})
@@ -119,7 +119,7 @@ func ExampleEvent_AppendTo() {
 	fmt.Println(err)
 	// Output:
 	// "id: 7\nevent: note\ndata: two\ndata: lines\n\n" <nil>
-	// sse: event id contains CR, LF or NUL: "7\ndata: injected"
+	// sse: invalid event: id "7\ndata: injected" contains CR, LF or NUL
 }
 
 func ExampleDecoder() {

@@ -30,24 +30,38 @@ var ErrStreamStarted = errors.New("sse: stream already started")
 //   - answers 500 with a JSON error when the response cannot be flushed
 //     ([ErrNoFlusher]), and 406 when [WithRequireAccept] is given and the
 //     request's Accept header excludes text/event-stream;
+//   - stores a [Writer] configured by opts, for [WriterFrom], [Send],
+//     [SSEvent], [Comment], [Stream] and [Broker.Handler];
+//   - reads the last event ID (see [LastEventID]);
 //   - sets Content-Type: text/event-stream; charset=utf-8, Cache-Control:
 //     no-cache, no-transform, X-Accel-Buffering: no, and on HTTP/1.x
-//     Connection: keep-alive;
-//   - reads the last event ID (see [LastEventID]);
-//   - sends the headers at once with a first comment (and a "retry:" field
-//     with [WithRetry]), so that a browser's EventSource fires "open" before
-//     the first event;
-//   - stores a [Writer], configured by opts, for [GetWriter], [Send],
-//     [SSEvent], [Comment] and [Stream].
+//     Connection: keep-alive, and sends them at once with a first comment
+//     (and the "retry:" field of [WithRetry]), so that a browser's
+//     EventSource fires "open" before the first event.
 //
-// It accepts [WithWriteTimeout], [WithRetry], [WithRequireAccept],
-// [WithLastEventIDQuery], and [WithHeartbeat] and [WithDone] as defaults for
-// [Stream].
-func Middleware(opts ...Option) gin.HandlerFunc {
-	base := newConfig(opts)
+// A request with a body (a POST stream, such as a chat completion) is the
+// exception: its headers wait for the stream's first write, so that the
+// handler can read the body first and still refuse it with an ordinary
+// status (say, c.JSON(400, ...)), and the body stays readable after the
+// stream started (full duplex on HTTP/1.x, where the server allows it).
+func Middleware(opts ...MiddlewareOption) gin.HandlerFunc {
+	cfg := defaultStreamConfig()
+	applyStreamOpts(&cfg, opts)
 	return func(c *gin.Context) {
-		w, ok := openStream(c, &base)
-		if !ok {
+		if !checkStream(c, &cfg) {
+			return
+		}
+		w := newWriter(c.Writer, c.Request, &cfg)
+		c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
+		c.Set(writerKey, w)
+		if hasBody(c.Request) {
+			// Reading the body after the first write needs full duplex on
+			// HTTP/1.x; HTTP/2 has it anyway, and a writer that does not
+			// support it (a test recorder) has no connection to guard.
+			_ = http.NewResponseController(c.Writer).EnableFullDuplex()
+		} else if err := w.open(); err != nil {
+			_ = c.Error(err)
+			c.Abort()
 			return
 		}
 		c.Next()
@@ -55,19 +69,14 @@ func Middleware(opts ...Option) gin.HandlerFunc {
 	}
 }
 
-// openStream does the middleware's work for one request: it checks the
-// request, stores a Writer and sends the headers with a first comment. On
-// failure it answers the request, aborts the chain and returns false.
-func openStream(c *gin.Context, cfg *config) (*Writer, bool) {
-	if !checkStream(c, cfg) {
-		return nil, false
-	}
-	return startStream(c, cfg, true)
+// hasBody reports whether r has a request body to read.
+func hasBody(r *http.Request) bool {
+	return r != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
 
 // checkStream refuses a request that cannot be streamed to: it answers the
 // request, aborts the chain and returns false.
-func checkStream(c *gin.Context, cfg *config) bool {
+func checkStream(c *gin.Context, cfg *streamConfig) bool {
 	if !canFlush(c.Writer) {
 		abortJSON(c, http.StatusInternalServerError, ErrNoFlusher)
 		return false
@@ -77,34 +86,6 @@ func checkStream(c *gin.Context, cfg *config) bool {
 		return false
 	}
 	return true
-}
-
-// okComment is the first thing a stream sends when it has no retry hint.
-var okComment = []byte(": ok\n\n")
-
-// startStream sends the headers with a first comment. With store, it keeps
-// the Writer and the last event ID in the context for the handlers after
-// it.
-func startStream(c *gin.Context, cfg *config, store bool) (*Writer, bool) {
-	w := newWriter(c.Writer, c.Request, cfg)
-	if store {
-		c.Set(lastEventIDKey, readLastEventID(c.Request, cfg.lastEventIDQuery))
-		c.Set(writerKey, w)
-	}
-
-	first := okComment
-	if cfg.retry > 0 {
-		first = AppendComment(nil, "ok")
-		first = append(first, "retry: "...)
-		first = strconv.AppendInt(first, cfg.retry.Milliseconds(), 10)
-		first = append(first, "\n\n"...)
-	}
-	if err := w.writeFrames(first, 0); err != nil {
-		_ = c.Error(err)
-		c.Abort()
-		return nil, false
-	}
-	return w, true
 }
 
 // abortJSON refuses the request with status and a JSON error body.
@@ -206,19 +187,28 @@ func LastEventID(c *gin.Context) string {
 	return readLastEventID(c.Request, DefaultLastEventIDQuery)
 }
 
-// GetWriter returns the [Writer] of the request: the one [Middleware]
-// prepared or, without the middleware, a new one with the default
-// configuration and opts, which sets the headers with its first write.
-func GetWriter(c *gin.Context, opts ...Option) *Writer {
-	if v, ok := c.Get(writerKey); ok {
-		if w, ok := v.(*Writer); ok {
-			return w
-		}
+// WriterFrom returns the [Writer] of the request: the one [Middleware]
+// prepared or, without the middleware, a new one with the default settings,
+// which sets the headers with its first write.
+func WriterFrom(c *gin.Context) *Writer {
+	if w, ok := existingWriter(c); ok {
+		return w
 	}
-	cfg := newConfig(opts)
-	w := newWriter(c.Writer, c.Request, &cfg)
+	w := newWriter(c.Writer, c.Request, &defaultConfig)
 	c.Set(writerKey, w)
 	return w
+}
+
+// defaultConfig is the settings of streams without a Middleware.
+var defaultConfig = defaultStreamConfig()
+
+// existingWriter returns the Writer a Middleware in front prepared.
+func existingWriter(c *gin.Context) (*Writer, bool) {
+	if v, ok := c.Get(writerKey); ok {
+		w, ok := v.(*Writer)
+		return w, ok
+	}
+	return nil, false
 }
 
 // NoContent answers 204 No Content and aborts the chain. A browser's

@@ -143,7 +143,7 @@ func TestMiddlewareAccept(t *testing.T) {
 func TestLastEventID(t *testing.T) {
 	tests := []struct {
 		name   string
-		opts   []sse.Option
+		opts   []sse.MiddlewareOption
 		target string
 		header string
 		want   string
@@ -152,8 +152,8 @@ func TestLastEventID(t *testing.T) {
 		{"header", nil, "/events", "42", "42"},
 		{"header wins over query", nil, "/events?lastEventId=1", "2", "2"},
 		{"query fallback", nil, "/events?lastEventId=7", "", "7"},
-		{"custom query", []sse.Option{sse.WithLastEventIDQuery("since")}, "/events?since=9&lastEventId=1", "", "9"},
-		{"query disabled", []sse.Option{sse.WithLastEventIDQuery("")}, "/events?lastEventId=1", "", ""},
+		{"custom query", []sse.MiddlewareOption{sse.WithLastEventIDQuery("since")}, "/events?since=9&lastEventId=1", "", "9"},
+		{"query disabled", []sse.MiddlewareOption{sse.WithLastEventIDQuery("")}, "/events?lastEventId=1", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

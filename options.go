@@ -21,24 +21,87 @@ const (
 	DefaultMaxEventSize = 4 << 20
 )
 
-// Option configures the package's entry points. All options share one type
-// so that the same settings can be given to [Middleware] (for every stream
-// of a route) or to a single call such as [Stream]. Each option's
-// documentation says where it applies; elsewhere it is ignored.
-type Option func(*config)
+// Each entry point takes its own option type, so that an option that does
+// not apply there does not compile. The stream settings form a chain: a
+// [WriterOption] is also a [MiddlewareOption], which is also a
+// [HandlerOption], since [Middleware] configures a Writer and
+// [Broker.Handler] does the middleware's work itself.
 
-type config struct {
+// HandlerOption configures [Broker.Handler]: every [MiddlewareOption], and
+// [WithAuthorize] and [WithInitialEvents].
+type HandlerOption interface {
+	applyHandler(*handlerConfig)
+}
+
+// MiddlewareOption configures [Middleware] and the streams of its route:
+// every [WriterOption], and [WithHeartbeat], [WithDone],
+// [WithRequireAccept] and [WithLastEventIDQuery]. Each is also a
+// [HandlerOption].
+type MiddlewareOption interface {
+	HandlerOption
+	middlewareOption()
+}
+
+// WriterOption configures a [Writer] made by [NewWriter]: [WithWriteTimeout]
+// and [WithRetry]. Each is also a [MiddlewareOption] and a [HandlerOption].
+type WriterOption interface {
+	MiddlewareOption
+	writerOption()
+}
+
+// StreamOption configures one call of [Stream] or [StreamSeq]:
+// [WithEventName]. The stream's connection settings (heartbeat, write
+// timeout, done channel) are those of the [Middleware] in front, or the
+// defaults.
+type StreamOption interface {
+	applyStream(*valueConfig)
+}
+
+// BrokerOption configures [NewBroker].
+type BrokerOption interface {
+	applyBroker(*brokerConfig)
+}
+
+// DecoderOption configures [NewDecoder]: [WithMaxEventSize] and
+// [WithLastEventID].
+type DecoderOption interface {
+	applyDecoder(*decoderConfig)
+}
+
+// streamConfig holds the settings of a stream's connection. A route's
+// streams share one, read only.
+type streamConfig struct {
 	writeTimeout     time.Duration
 	heartbeat        time.Duration
 	retry            time.Duration
 	requireAccept    bool
 	lastEventIDQuery string
 	done             <-chan struct{}
-	eventName        string
-	maxEventSize     int
-	lastEventID      string
+}
 
-	// broker
+func defaultStreamConfig() streamConfig {
+	return streamConfig{
+		writeTimeout:     DefaultWriteTimeout,
+		heartbeat:        DefaultHeartbeat,
+		lastEventIDQuery: DefaultLastEventIDQuery,
+	}
+}
+
+// handlerConfig holds the settings of a broker's handler.
+type handlerConfig struct {
+	stream        streamConfig
+	streamOpts    []HandlerOption // the stream options given, to apply over a Middleware's
+	authorize     func(*gin.Context, []string) error
+	initialEvents func(*gin.Context, []string) ([]Event, error)
+}
+
+// valueConfig holds the settings of one Stream call.
+type valueConfig struct {
+	eventName string
+}
+
+// brokerConfig holds the settings of a broker.
+type brokerConfig struct {
 	backend        Backend
 	historyCount   int
 	historyAge     time.Duration
@@ -49,35 +112,55 @@ type config struct {
 	maxPerIP       int
 	retryAfter     time.Duration
 	knownTopics    map[string]struct{}
-	authorize      func(*gin.Context, []string) error
 	onSubscribe    func(SubscriberInfo)
 	onUnsubscribe  func(SubscriberInfo)
 	shutdownEvent  *Event
-	initialEvents  func(*gin.Context, []string) ([]Event, error)
 }
 
-func newConfig(opts []Option) config {
-	c := config{
-		writeTimeout:     DefaultWriteTimeout,
-		heartbeat:        DefaultHeartbeat,
-		lastEventIDQuery: DefaultLastEventIDQuery,
-		maxEventSize:     DefaultMaxEventSize,
-		historyCount:     DefaultHistoryCount,
-		historyAge:       DefaultHistoryAge,
-		historyBytes:     DefaultHistoryBytes,
-		queueSize:        DefaultQueueSize,
-		retryAfter:       5 * time.Second,
-	}
-	c.apply(opts)
-	return c
+// decoderConfig holds the settings of a Decoder.
+type decoderConfig struct {
+	maxEventSize int
+	lastEventID  string
 }
 
-func (c *config) apply(opts []Option) {
+// streamOpt is a stream setting that applies to Middleware and
+// Broker.Handler; writerOpt is one that also applies to NewWriter.
+type (
+	streamOpt  func(*streamConfig)
+	writerOpt  func(*streamConfig)
+	handlerOpt func(*handlerConfig)
+	valueOpt   func(*valueConfig)
+	brokerOpt  func(*brokerConfig)
+	decoderOpt func(*decoderConfig)
+)
+
+func (o streamOpt) applyHandler(c *handlerConfig) {
+	o(&c.stream)
+	c.streamOpts = append(c.streamOpts, o)
+}
+func (streamOpt) middlewareOption() {}
+
+func (o writerOpt) applyHandler(c *handlerConfig) {
+	o(&c.stream)
+	c.streamOpts = append(c.streamOpts, o)
+}
+func (writerOpt) middlewareOption() {}
+func (writerOpt) writerOption()     {}
+
+func (o handlerOpt) applyHandler(c *handlerConfig) { o(c) }
+func (o valueOpt) applyStream(c *valueConfig)      { o(c) }
+func (o brokerOpt) applyBroker(c *brokerConfig)    { o(c) }
+func (o decoderOpt) applyDecoder(c *decoderConfig) { o(c) }
+
+// applyStreamOpts applies opts (Middleware's or NewWriter's) to c.
+func applyStreamOpts[O MiddlewareOption](c *streamConfig, opts []O) {
+	h := handlerConfig{stream: *c}
 	for _, o := range opts {
-		if o != nil {
-			o(c)
+		if any(o) != nil {
+			o.applyHandler(&h)
 		}
 	}
+	*c = h.stream
 }
 
 // WithWriteTimeout bounds every write (and flush) to the client. Before a
@@ -85,152 +168,157 @@ func (c *config) apply(opts []Option) {
 // once half of it has passed, so each write gets between d/2 and d). A
 // client that stopped reading ends the stream with an error wrapping
 // [ErrWriteTimeout] instead of blocking it forever, and
-// http.Server.WriteTimeout does not cut healthy long-lived streams. Zero disables the deadline. Default
-// [DefaultWriteTimeout]. Applies to [Middleware], [NewWriter] and, when no
-// middleware prepared the stream, to the helpers and [Stream].
-func WithWriteTimeout(d time.Duration) Option {
-	return func(c *config) { c.writeTimeout = max(d, 0) }
+// http.Server.WriteTimeout does not cut healthy long-lived streams. Zero
+// disables the deadline. Default [DefaultWriteTimeout].
+func WithWriteTimeout(d time.Duration) WriterOption {
+	return writerOpt(func(c *streamConfig) { c.writeTimeout = max(d, 0) })
 }
 
-// WithHeartbeat sets the interval of the heartbeat comment that [Stream]
-// and the broker's streams write when nothing else was written for that
-// long. It keeps proxies from closing idle streams and finds dead clients.
-// Zero disables heartbeats. Default [DefaultHeartbeat]. Applies to
-// [Middleware] (as the default for its streams), [Stream], [NewBroker] and
-// [Broker.Handler]. A broker stream's heartbeat goes out within 100 ms of
-// being due (the broker checks its streams on one timer).
-func WithHeartbeat(d time.Duration) Option {
-	return func(c *config) { c.heartbeat = max(d, 0) }
+// WithRetry sends a "retry:" field before the first event, asking the
+// client to wait d before reconnecting. Browsers wait about 3 s by default;
+// a shorter wait shrinks the gap a replay has to cover.
+func WithRetry(d time.Duration) WriterOption {
+	return writerOpt(func(c *streamConfig) { c.retry = max(d, 0) })
 }
 
-// WithRetry makes [Middleware] send a "retry:" field with its first comment,
-// asking the client to wait d before reconnecting. Browsers wait about 3 s
-// by default.
-func WithRetry(d time.Duration) Option {
-	return func(c *config) { c.retry = max(d, 0) }
+// WithHeartbeat sets the interval of the heartbeat comment that [Stream],
+// [StreamSeq] and the broker's streams write when nothing else was written
+// for that long. It keeps proxies from closing idle streams and finds dead
+// clients. Zero disables heartbeats. Default [DefaultHeartbeat]. A broker
+// stream's heartbeat goes out within 100 ms of being due (the broker checks
+// its streams on one timer).
+func WithHeartbeat(d time.Duration) MiddlewareOption {
+	return streamOpt(func(c *streamConfig) { c.heartbeat = max(d, 0) })
 }
 
-// WithRequireAccept makes [Middleware] answer 406 Not Acceptable to requests
-// whose Accept header is present and does not allow text/event-stream.
-func WithRequireAccept() Option {
-	return func(c *config) { c.requireAccept = true }
+// WithRequireAccept answers 406 Not Acceptable to requests whose Accept
+// header is present and does not allow text/event-stream.
+func WithRequireAccept() MiddlewareOption {
+	return streamOpt(func(c *streamConfig) { c.requireAccept = true })
 }
 
-// WithLastEventIDQuery names the query parameter that [LastEventID] falls
-// back to when the Last-Event-ID header is absent (for clients that cannot
-// set headers). Empty disables the fallback. Default
-// [DefaultLastEventIDQuery]. Applies to [Middleware].
-func WithLastEventIDQuery(name string) Option {
-	return func(c *config) { c.lastEventIDQuery = name }
+// WithLastEventIDQuery names the query parameter that [LastEventID] and
+// the broker fall back to when the Last-Event-ID header is absent (for
+// clients that cannot set headers). Empty disables the fallback. Default
+// [DefaultLastEventIDQuery].
+func WithLastEventIDQuery(name string) MiddlewareOption {
+	return streamOpt(func(c *streamConfig) { c.lastEventIDQuery = name })
 }
 
-// WithDone ends [Stream] (returning nil) when done is closed. Wire it to the
-// server's shutdown so that http.Server.Shutdown does not wait for streams:
-// see the package example. Applies to [Middleware] (for its streams) and
-// [Stream].
-func WithDone(done <-chan struct{}) Option {
-	return func(c *config) { c.done = done }
+// WithDone ends the route's streams when done is closed: [Stream] and
+// [StreamSeq] return nil, and a broker stream ends (within 100 ms). Wire it
+// to the server's shutdown so that http.Server.Shutdown does not wait for
+// streams: see the package example.
+func WithDone(done <-chan struct{}) MiddlewareOption {
+	return streamOpt(func(c *streamConfig) { c.done = done })
 }
 
-// WithEventName gives every value sent by [Stream] this event name, unless
-// the value is an [Event] or implements [EventNamer]. Applies to [Stream].
-func WithEventName(name string) Option {
-	return func(c *config) { c.eventName = name }
+// WithEventName gives every value sent by [Stream] or [StreamSeq] this
+// event name, unless the value is an [Event] or implements [EventNamer].
+func WithEventName(name string) StreamOption {
+	return valueOpt(func(c *valueConfig) { c.eventName = name })
 }
 
 // WithMaxEventSize sets the largest event, in bytes of wire lines, that a
-// [Decoder] accepts before it fails with [ErrEventTooLarge]. Default
-// [DefaultMaxEventSize]. Applies to [NewDecoder].
-func WithMaxEventSize(n int) Option {
-	return func(c *config) { c.maxEventSize = n }
+// [Decoder] accepts before it fails with [ErrEventTooLarge]; zero or less
+// means no limit. Default [DefaultMaxEventSize].
+func WithMaxEventSize(n int) DecoderOption {
+	return decoderOpt(func(c *decoderConfig) { c.maxEventSize = n })
+}
+
+// WithLastEventID makes a [Decoder] start with this last event ID, as a
+// client reconnecting with Last-Event-ID does: ids persist across the
+// connections of one event source.
+func WithLastEventID(id string) DecoderOption {
+	return decoderOpt(func(c *decoderConfig) { c.lastEventID = id })
 }
 
 // WithBackend makes [NewBroker] store and carry events through backend
 // instead of a new in-memory history. [Broker.Shutdown] closes it.
-func WithBackend(backend Backend) Option {
-	return func(c *config) { c.backend = backend }
+func WithBackend(backend Backend) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.backend = backend })
 }
 
-// WithHistory bounds the in-memory history of [NewBroker]: at most count
-// events, none older than age, at most bytes of encoded events (zero: no
-// limit of that kind). Defaults [DefaultHistoryCount], [DefaultHistoryAge],
+// WithHistory bounds the in-memory history: at most count events, none
+// older than age, at most bytes of encoded events (zero: no limit of that
+// kind). Defaults [DefaultHistoryCount], [DefaultHistoryAge],
 // [DefaultHistoryBytes]. A client whose Last-Event-ID fell out of the
 // history gets the [LostEventName] signal.
-func WithHistory(count int, age time.Duration, bytes int) Option {
-	return func(c *config) { c.historyCount, c.historyAge, c.historyBytes = count, age, bytes }
+func WithHistory(count int, age time.Duration, bytes int) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.historyCount, c.historyAge, c.historyBytes = count, age, bytes })
 }
 
-// WithQueueSize sets how many events a subscriber of [NewBroker] may have
-// queued before [WithOverflow]'s policy applies. Default [DefaultQueueSize].
-func WithQueueSize(n int) Option {
-	return func(c *config) { c.queueSize = max(n, 1) }
+// WithQueueSize sets how many events a subscriber may have queued before
+// [WithOverflow]'s policy applies. Default [DefaultQueueSize].
+func WithQueueSize(n int) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.queueSize = max(n, 1) })
 }
 
-// WithOverflow sets what [NewBroker] does with a subscriber whose queue is
+// WithOverflow sets what the broker does with a subscriber whose queue is
 // full. Default [OverflowDisconnect].
-func WithOverflow(p OverflowPolicy) Option {
-	return func(c *config) { c.overflow = p }
+func WithOverflow(p OverflowPolicy) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.overflow = p })
 }
 
-// WithMaxSubscribers caps the subscribers of [NewBroker]; beyond it the
-// handler answers 503 with Retry-After. Zero means no cap.
-func WithMaxSubscribers(n int) Option {
-	return func(c *config) { c.maxSubscribers = max(n, 0) }
+// WithMaxSubscribers caps the broker's subscribers; beyond it its handlers
+// answer 503 with Retry-After. Zero means no cap.
+func WithMaxSubscribers(n int) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.maxSubscribers = max(n, 0) })
 }
 
-// WithMaxPerIP caps the streams of [NewBroker] from one client IP (as
-// gin's Context.ClientIP gives it); beyond it the handler answers 429 with
+// WithMaxPerIP caps the broker's streams from one client IP (as gin's
+// Context.ClientIP gives it); beyond it its handlers answer 429 with
 // Retry-After. Zero means no cap.
-func WithMaxPerIP(n int) Option {
-	return func(c *config) { c.maxPerIP = max(n, 0) }
+func WithMaxPerIP(n int) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.maxPerIP = max(n, 0) })
 }
 
-// WithRetryAfter sets the Retry-After the handler of [NewBroker] sends with
-// 503 and 429. Default 5 s.
-func WithRetryAfter(d time.Duration) Option {
-	return func(c *config) { c.retryAfter = d }
+// WithRetryAfter sets the Retry-After the broker's handlers send with 503
+// and 429. Default 5 s.
+func WithRetryAfter(d time.Duration) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.retryAfter = d })
 }
 
-// WithTopics restricts [NewBroker] to these topics: subscribing to another
+// WithTopics restricts the broker to these topics: subscribing to another
 // answers 404 and publishing to another fails, both with [ErrUnknownTopic].
-func WithTopics(topics ...string) Option {
-	return func(c *config) {
+func WithTopics(topics ...string) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) {
 		c.knownTopics = make(map[string]struct{}, len(topics))
 		for _, t := range topics {
 			c.knownTopics[t] = struct{}{}
 		}
-	}
+	})
 }
 
-// WithAuthorize gives [NewBroker]'s handler a hook that sees the request
-// and its topics before the stream starts. Returning an error refuses the
-// request: with 403, or with the status of a [*StatusError] (say 401 for a
-// missing login). The hook may refuse for one topic or for all.
-func WithAuthorize(fn func(c *gin.Context, topics []string) error) Option {
-	return func(c *config) { c.authorize = fn }
-}
-
-// WithOnSubscribe sets a hook [NewBroker] calls after each subscriber is
+// WithOnSubscribe sets a hook the broker calls after each subscriber is
 // added (outside the broker's locks, so it may publish).
-func WithOnSubscribe(fn func(SubscriberInfo)) Option {
-	return func(c *config) { c.onSubscribe = fn }
+func WithOnSubscribe(fn func(SubscriberInfo)) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.onSubscribe = fn })
 }
 
-// WithOnUnsubscribe sets a hook [NewBroker] calls after each subscriber is
+// WithOnUnsubscribe sets a hook the broker calls after each subscriber is
 // removed (outside the broker's locks, so it may publish).
-func WithOnUnsubscribe(fn func(SubscriberInfo)) Option {
-	return func(c *config) { c.onUnsubscribe = fn }
+func WithOnUnsubscribe(fn func(SubscriberInfo)) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.onUnsubscribe = fn })
 }
 
 // WithShutdownEvent makes [Broker.Shutdown] send ev to every stream before
 // ending it, for instance Event{Retry: 10 * time.Second, Comment: "restart"}
 // to space out reconnects, or a named event the page shows.
-func WithShutdownEvent(ev Event) Option {
-	return func(c *config) { c.shutdownEvent = &ev }
+func WithShutdownEvent(ev Event) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.shutdownEvent = &ev })
 }
 
-// WithInitialEvents gives [Broker.Handler] the events a client starts with
-// when it has nothing to resume from: a first connection, or a
+// WithAuthorize gives a broker's handler a hook that sees the request and
+// its topics before the stream starts. Returning an error refuses the
+// request: with 403, or with the status of a [*StatusError] (say 401 for a
+// missing login). The hook may refuse for one topic or for all.
+func WithAuthorize(fn func(c *gin.Context, topics []string) error) HandlerOption {
+	return handlerOpt(func(c *handlerConfig) { c.authorize = fn })
+}
+
+// WithInitialEvents gives a broker's handler the events a client starts
+// with when it has nothing to resume from: a first connection, or a
 // Last-Event-ID that cannot be replayed (then they follow the
 // [LostEventName] signal). Send the current state here so that a fresh page
 // is never blank. fn runs after the client is subscribed, so no change is
@@ -238,19 +326,12 @@ func WithShutdownEvent(ev Event) Option {
 // full-state events make that harmless). Events without an ID get the
 // broker's current position as id, so a reconnect resumes after that
 // state. An error refuses the request (500, or a [*StatusError]'s status).
-func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)) Option {
-	return func(c *config) { c.initialEvents = fn }
-}
-
-// WithLastEventID makes a [Decoder] start with this last event ID, as a
-// client reconnecting with Last-Event-ID does: ids persist across the
-// connections of one event source. Applies to [NewDecoder].
-func WithLastEventID(id string) Option {
-	return func(c *config) { c.lastEventID = id }
+func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)) HandlerOption {
+	return handlerOpt(func(c *handlerConfig) { c.initialEvents = fn })
 }
 
 // needsIP reports whether anything reads a subscriber's client IP: the
 // per-IP limit or the subscribe hooks.
-func (c *config) needsIP() bool {
+func (c *brokerConfig) needsIP() bool {
 	return c.maxPerIP > 0 || c.onSubscribe != nil || c.onUnsubscribe != nil
 }

@@ -24,7 +24,9 @@ type EventIDer interface {
 // Stream sends every value received from ch to the client, one flushed event
 // each, until
 //
-//   - ch is closed: Stream returns nil;
+//   - ch is closed: Stream returns nil (or, when the client left meanwhile,
+//     an error wrapping [ErrClientGone]: a producer that watches the
+//     request's context closes ch because of it);
 //   - the done channel of [WithDone] is closed (server shutdown): nil;
 //   - the client goes away: an error wrapping [ErrClientGone];
 //   - a write fails or times out, or a value cannot be encoded: that error.
@@ -39,13 +41,20 @@ type EventIDer interface {
 // producer should stop sending when the request's context is done, since
 // nobody receives from ch after Stream returns.
 //
-// opts override the settings of [Middleware]; without the middleware the
-// headers are set with the first write.
-func Stream[T any](c *gin.Context, ch <-chan T, opts ...Option) error {
-	w, cfg := streamSetup(c, opts)
-	if err := w.Flush(); err != nil { // headers out now: the browser fires "open"
+// The connection's settings (heartbeat, write timeout, done channel) are
+// those given to the [Middleware] in front, or the defaults without one.
+func Stream[T any](c *gin.Context, ch <-chan T, opts ...StreamOption) error {
+	w := WriterFrom(c)
+	var vc valueConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyStream(&vc)
+		}
+	}
+	if err := w.open(); err != nil { // headers out now: the browser fires "open"
 		return err
 	}
+	cfg := w.config()
 	var tick <-chan time.Time
 	if cfg.heartbeat > 0 {
 		t := time.NewTicker(cfg.heartbeat)
@@ -57,9 +66,12 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...Option) error {
 		select {
 		case v, ok := <-ch:
 			if !ok {
+				if ctx.Err() != nil {
+					return clientGone(ctx)
+				}
 				return nil
 			}
-			if err := w.Send(toEvent(v, cfg.eventName)); err != nil {
+			if err := w.Send(toEvent(v, vc.eventName)); err != nil {
 				return err
 			}
 		case now := <-tick:
@@ -76,39 +88,37 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...Option) error {
 	}
 }
 
-// StreamSeq sends every value of seq like [Stream], until seq ends (nil),
-// the client goes away (checked between values) or a write fails. No
-// heartbeats are sent while seq blocks, and a blocked seq is not
-// interrupted: seq should itself watch c.Request.Context(). It suits
-// finite, quickly produced sequences such as the tokens of one response.
-func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...Option) error {
-	w, cfg := streamSetup(c, opts)
-	if err := w.Flush(); err != nil { // headers out even for an empty seq
-		return err
-	}
-	for v := range seq {
-		if err := w.ctx.Err(); err != nil {
-			return clientGone(w.ctx)
+// StreamSeq sends every value of seq like [Stream], with the same
+// heartbeats and the same ends: nil when seq ends or the done channel of
+// [WithDone] closes, an error wrapping [ErrClientGone] when the client left
+// (even when seq ended because of it), or the write's error. It suits the
+// tokens of one answer from a language model: heartbeats keep proxies from
+// cutting the stream while seq blocks, waiting for the model.
+//
+// seq runs in a goroutine of its own, so that a blocked seq does not hold
+// up heartbeats or the end of the stream. seq should watch the request's
+// context and return soon after it is done; once StreamSeq stops reading,
+// seq's yield returns false. StreamSeq returns only after seq has returned,
+// so no goroutine outlives the request.
+func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...StreamOption) error {
+	ch := make(chan T)
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer close(ch)
+		for v := range seq {
+			select {
+			case ch <- v:
+			case <-stop:
+				return
+			}
 		}
-		select {
-		case <-cfg.done:
-			return nil
-		default:
-		}
-		if err := w.Send(toEvent(v, cfg.eventName)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// streamSetup returns the request's writer and the stream settings: the
-// writer's (from Middleware) overridden by opts.
-func streamSetup(c *gin.Context, opts []Option) (*Writer, config) {
-	w := GetWriter(c, opts...)
-	cfg := *w.cfg
-	cfg.apply(opts)
-	return w, cfg
+	}()
+	err := Stream(c, ch, opts...)
+	close(stop)
+	<-finished
+	return err
 }
 
 func clientGone(ctx context.Context) error {
@@ -139,15 +149,15 @@ func toEvent[T any](v T, name string) Event {
 // (empty for the default "message") with data, flushes it, and returns an
 // error instead of failing silently. Data follows the rules of [Event].Data.
 func SSEvent(c *gin.Context, name string, data any) error {
-	return GetWriter(c).Send(Event{Event: name, Data: data})
+	return WriterFrom(c).Send(Event{Event: name, Data: data})
 }
 
 // Send writes ev to the request's stream and flushes it.
 func Send(c *gin.Context, ev Event) error {
-	return GetWriter(c).Send(ev)
+	return WriterFrom(c).Send(ev)
 }
 
 // Comment writes a comment line to the request's stream and flushes it.
 func Comment(c *gin.Context, text string) error {
-	return GetWriter(c).Comment(text)
+	return WriterFrom(c).Comment(text)
 }

@@ -35,14 +35,14 @@ func tpEngine() *gin.Engine {
 }
 
 type tpResult struct {
-	ev  sse.Event
+	ev  sse.ReceivedEvent
 	err error
 }
 
 // tpNext reads the next event of s, failing the test if none arrives
 // within tpGuard. On timeout it closes s, which unblocks the reader, and
 // waits for the reading goroutine before failing.
-func tpNext(t *testing.T, s *ssetest.Stream) (sse.Event, error) {
+func tpNext(t *testing.T, s *ssetest.Stream) (sse.ReceivedEvent, error) {
 	t.Helper()
 	ch := make(chan tpResult, 1)
 	go func() {
@@ -56,7 +56,7 @@ func tpNext(t *testing.T, s *ssetest.Stream) (sse.Event, error) {
 		_ = s.Close()
 		<-ch
 		t.Fatalf("no event within %v", tpGuard)
-		return sse.Event{}, nil
+		return sse.ReceivedEvent{}, nil
 	}
 }
 
@@ -110,7 +110,7 @@ func tpLockstep(t *testing.T, s *ssetest.Stream, ch chan<- int, n int) {
 
 // tpStreamRoute registers GET /events streaming every int from ch, and
 // returns a channel that receives Stream's result.
-func tpStreamRoute(r *gin.Engine, ch <-chan int, opts ...sse.Option) <-chan error {
+func tpStreamRoute(r *gin.Engine, ch <-chan int, opts ...sse.MiddlewareOption) <-chan error {
 	done := make(chan error, 1)
 	r.GET("/events", sse.Middleware(opts...), func(c *gin.Context) {
 		done <- sse.Stream(c, ch)
@@ -329,7 +329,7 @@ func TestSendAfterClientGone(t *testing.T) {
 			results <- o
 			return
 		}
-		w := sse.GetWriter(c)
+		w := sse.WriterFrom(c)
 		o.bytesBefore, o.eventsBefore = w.Bytes(), w.Events()
 		o.err = sse.Send(c, sse.Event{Data: "too late"})
 		o.bytesAfter, o.eventsAfter = w.Bytes(), w.Events()

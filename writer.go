@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,14 +36,14 @@ const ContentType = "text/event-stream; charset=utf-8"
 // Writer writes events to one client. Every Send and Comment is flushed at
 // once. A Writer is safe for concurrent use.
 //
-// Get the Writer of a gin request with [GetWriter]; use [NewWriter] in a
+// Get the Writer of a gin request with [WriterFrom]; use [NewWriter] in a
 // plain net/http handler.
 type Writer struct {
 	mu        sync.Mutex
 	w         http.ResponseWriter
 	inner     http.ResponseWriter // the innermost writer: deadlines, flush errors behind wrappers
 	ctx       context.Context
-	cfg       *config       // shared by the streams of a route; read only
+	cfg       *streamConfig // shared by the streams of a route; read only
 	deadline  time.Duration // the connection's write deadline on HTTP/1, as a monotonic offset from clockBase
 	buf       []byte
 	err       error
@@ -53,19 +54,20 @@ type Writer struct {
 
 	events    atomic.Int64
 	bytes     atomic.Int64
-	lastWrite atomic.Int64 // unix nanoseconds
+	lastWrite atomic.Int64 // when the last write began, as a monotonic offset from clockBase
 }
 
 // NewWriter returns a Writer for a plain net/http handler. r may be nil (in
-// tests); then the stream never sees the client leave. It accepts
-// [WithWriteTimeout]. Headers are set and sent with the first write or
-// [Writer.Flush].
-func NewWriter(w http.ResponseWriter, r *http.Request, opts ...Option) *Writer {
-	cfg := newConfig(opts)
+// tests); then the stream never sees the client leave. Headers are set and
+// sent with the first write or [Writer.Flush], after the "retry:" field of
+// [WithRetry] if given.
+func NewWriter(w http.ResponseWriter, r *http.Request, opts ...WriterOption) *Writer {
+	cfg := defaultStreamConfig()
+	applyStreamOpts(&cfg, opts)
 	return newWriter(w, r, &cfg)
 }
 
-func newWriter(w http.ResponseWriter, r *http.Request, cfg *config) *Writer {
+func newWriter(w http.ResponseWriter, r *http.Request, cfg *streamConfig) *Writer {
 	sw := &Writer{
 		w:         w,
 		ctx:       context.Background(),
@@ -224,18 +226,54 @@ func (w *Writer) Err() error {
 }
 
 // due reports whether the stream's goroutine has work besides events: its
-// client left, or it has been idle for a heartbeat.
+// client left, the done channel of [WithDone] closed, or it has been idle
+// for a heartbeat.
 func (w *Writer) due(now time.Time) bool {
-	if w.ctx.Err() != nil {
+	if w.ctx.Err() != nil || w.stopped() {
 		return true
 	}
 	hb := w.cfg.heartbeat
 	return hb > 0 && w.idle(now) >= hb
 }
 
-// idle returns how long ago the last write was.
+// stopped reports whether the done channel of [WithDone] is closed.
+func (w *Writer) stopped() bool {
+	select {
+	case <-w.cfg.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// idle returns how long ago the last write began. now must hold a
+// monotonic clock reading (as time.Now's does): a wall clock that is
+// stepped back neither stops heartbeats nor fires them early.
 func (w *Writer) idle(now time.Time) time.Duration {
-	return now.Sub(time.Unix(0, w.lastWrite.Load()))
+	return now.Sub(clockBase) - time.Duration(w.lastWrite.Load())
+}
+
+// open sends the headers with a first comment (": ok", and the "retry:"
+// field of [WithRetry]), unless the stream started already, so that a
+// browser's EventSource fires "open" before the first event.
+func (w *Writer) open() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil || w.started {
+		return w.err
+	}
+	if err := w.startLocked(); err != nil {
+		return err
+	}
+	return w.writeLocked(w.appendRetry([]byte(": ok\n")), 0)
+}
+
+// setConfig replaces the stream's settings; see Broker.Handler.
+func (w *Writer) setConfig(cfg *streamConfig) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cfg = cfg
+	w.deadlines = cfg.writeTimeout > 0
 }
 
 // start sets the headers before the first write. Nothing is written when
@@ -276,8 +314,11 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		w.err = fmt.Errorf("%w: %w", ErrClientGone, context.Cause(w.ctx))
 		return w.err
 	}
-	if err := w.startLocked(); err != nil {
-		return err
+	if !w.started {
+		if err := w.startLocked(); err != nil {
+			return err
+		}
+		p = w.prelude(p)
 	}
 	now := time.Now()
 	if w.deadlines {
@@ -306,8 +347,28 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		_ = http.NewResponseController(w.inner).SetWriteDeadline(time.Time{})
 	}
 	w.events.Add(int64(events))
-	w.lastWrite.Store(now.UnixNano()) // when it began: one clock read per write
+	w.lastWrite.Store(int64(now.Sub(clockBase))) // when it began: one clock read per write
 	return nil
+}
+
+// prelude returns what the first write sends: the "retry:" field of
+// [WithRetry], in a block of its own, before p.
+func (w *Writer) prelude(p []byte) []byte {
+	if w.cfg.retry <= 0 {
+		return p
+	}
+	return append(w.appendRetry(nil), p...)
+}
+
+// appendRetry appends the "retry:" field of [WithRetry] and the blank line
+// that ends its block.
+func (w *Writer) appendRetry(dst []byte) []byte {
+	if w.cfg.retry > 0 {
+		dst = append(dst, "retry: "...)
+		dst = strconv.AppendInt(dst, max(w.cfg.retry.Milliseconds(), 1), 10)
+		dst = append(dst, '\n')
+	}
+	return append(dst, '\n')
 }
 
 // clockBase is the origin of the monotonic offsets Writers keep instead of
@@ -352,4 +413,18 @@ func (w *Writer) finish() {
 	if w.deadlines && w.started {
 		_ = http.NewResponseController(w.inner).SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout))
 	}
+}
+
+// config returns the stream's settings.
+func (w *Writer) config() *streamConfig {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg
+}
+
+// isStarted reports whether the stream's headers were sent.
+func (w *Writer) isStarted() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.started
 }

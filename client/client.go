@@ -287,16 +287,16 @@ var errStop = errors.New("client: stopped")
 // (zero Event, err) when the client stops with an error (see [Client.Run]
 // for which), or without an error when a one-shot stream ends cleanly.
 // Breaking out of the loop closes the connection.
-func (c *Client) Events(ctx context.Context) iter.Seq2[sse.Event, error] {
-	return func(yield func(sse.Event, error) bool) {
-		err := c.Run(ctx, func(ev sse.Event) error {
+func (c *Client) Events(ctx context.Context) iter.Seq2[sse.ReceivedEvent, error] {
+	return func(yield func(sse.ReceivedEvent, error) bool) {
+		err := c.Run(ctx, func(ev sse.ReceivedEvent) error {
 			if !yield(ev, nil) {
 				return errStop
 			}
 			return nil
 		})
 		if err != nil && err != errStop {
-			yield(sse.Event{}, err)
+			yield(sse.ReceivedEvent{}, err)
 		}
 	}
 }
@@ -317,7 +317,7 @@ func (c *Client) Events(ctx context.Context) iter.Seq2[sse.Event, error] {
 //
 // Otherwise it reconnects for ever, as described in the package
 // documentation.
-func (c *Client) Run(ctx context.Context, fn func(sse.Event) error) error {
+func (c *Client) Run(ctx context.Context, fn func(sse.ReceivedEvent) error) error {
 	if fn == nil {
 		return errors.New("client: nil callback")
 	}
@@ -411,7 +411,7 @@ func (e fatalError) Error() string { return e.err.Error() }
 // attempt makes one connection and reads it to its end. healthy reports a
 // connection that worked: it delivered an event or stayed open at least
 // the maximum backoff. A clean end of the stream is io.EOF.
-func (c *Client) attempt(ctx context.Context, fn func(sse.Event) error, lastID *string, retry *time.Duration) (healthy bool, err error) {
+func (c *Client) attempt(ctx context.Context, fn func(sse.ReceivedEvent) error, lastID *string, retry *time.Duration) (healthy bool, err error) {
 	var body io.Reader
 	if c.cfg.body != nil {
 		body = bytes.NewReader(c.cfg.body)

@@ -86,12 +86,12 @@ func TestEventsInOrder(t *testing.T) {
 		stream(w, ": hello\n\nid: 1\nevent: a\ndata: one\n\ndata: two\ndata: lines\n\nid: 3\ndata: three\n\n")
 	})
 	c := client.New(srv.URL, client.WithoutReconnect())
-	var got []sse.Event
+	var got []sse.ReceivedEvent
 	for ev, err := range c.Events(testCtx(t)) {
 		require.NoError(t, err)
 		got = append(got, ev)
 	}
-	assert.Equal(t, []sse.Event{
+	assert.Equal(t, []sse.ReceivedEvent{
 		{ID: "1", Event: "a", Data: "one"},
 		{ID: "1", Data: "two\nlines"},
 		{ID: "3", Data: "three"},
@@ -135,9 +135,9 @@ func TestReconnectAfterCleanEndAndDrop(t *testing.T) {
 		}
 	})
 	var errs []error
-	var got []sse.Event
+	var got []sse.ReceivedEvent
 	c := client.New(srv.URL, opts(client.OnError(func(err error) { errs = append(errs, err) }))...)
-	err := c.Run(testCtx(t), func(ev sse.Event) error {
+	err := c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
 		got = append(got, ev)
 		if ev.Data == "last" {
 			return errDone
@@ -145,7 +145,7 @@ func TestReconnectAfterCleanEndAndDrop(t *testing.T) {
 		return nil
 	})
 	require.ErrorIs(t, err, errDone)
-	assert.Equal(t, []sse.Event{
+	assert.Equal(t, []sse.ReceivedEvent{
 		{ID: "1", Data: "one"}, {ID: "2", Data: "two"},
 		{ID: "2", Data: "no id"},
 		{ID: "2", Data: "bom"}, {Data: "reset"},
@@ -177,7 +177,7 @@ func TestHonoursRetryFromStream(t *testing.T) {
 	c := client.New(srv.URL, client.WithRetry(time.Hour), client.OnRetry(func(a int, d time.Duration) {
 		retries = append(retries, retry{a, d})
 	}))
-	err := c.Run(testCtx(t), func(ev sse.Event) error {
+	err := c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
 		if ev.Data == "two" {
 			return errDone
 		}
@@ -200,7 +200,7 @@ func TestBackoffGrowsAndGivesUp(t *testing.T) {
 		client.WithRetry(base), client.WithMaxBackoff(time.Second), client.WithMaxAttempts(6),
 		client.OnError(func(error) { errCount++ }),
 		client.OnRetry(func(a int, d time.Duration) { attempts, delays = append(attempts, a), append(delays, d) }))
-	err := c.Run(testCtx(t), func(sse.Event) error { return nil })
+	err := c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 	require.ErrorIs(t, err, client.ErrGaveUp)
 	assert.Contains(t, err.Error(), "6 failed attempts")
 	assert.EqualValues(t, 6, srv.n.Load())
@@ -221,7 +221,7 @@ func TestBackoffCapped(t *testing.T) {
 	var delays []time.Duration
 	c := client.New(srv.URL, client.WithRetry(time.Millisecond), client.WithMaxBackoff(4*time.Millisecond),
 		client.WithMaxAttempts(8), client.OnRetry(func(_ int, d time.Duration) { delays = append(delays, d) }))
-	require.ErrorIs(t, c.Run(testCtx(t), func(sse.Event) error { return nil }), client.ErrGaveUp)
+	require.ErrorIs(t, c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil }), client.ErrGaveUp)
 	require.Len(t, delays, 7)
 	for _, d := range delays[3:] {
 		assert.GreaterOrEqual(t, d, 2*time.Millisecond)
@@ -232,7 +232,7 @@ func TestBackoffCapped(t *testing.T) {
 func TestMaxElapsed(t *testing.T) {
 	srv := newServer(t, func(int, http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
 	c := client.New(srv.URL, client.WithRetry(5*time.Millisecond), client.WithMaxElapsed(30*time.Millisecond))
-	err := c.Run(testCtx(t), func(sse.Event) error { return nil })
+	err := c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 	require.ErrorIs(t, err, client.ErrGaveUp)
 	assert.Contains(t, err.Error(), "failing for")
 }
@@ -269,7 +269,7 @@ func TestFatalAnswers(t *testing.T) {
 				client.OnRetry(func(int, time.Duration) { retried = true }),
 				client.OnOpen(func(*http.Response) { opened = true }),
 				client.OnError(func(err error) { errs = append(errs, err) }))...)
-			err := c.Run(testCtx(t), func(sse.Event) error { return nil })
+			err := c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 			require.Error(t, err)
 			if tt.is != nil {
 				assert.ErrorIs(t, err, tt.is)
@@ -294,7 +294,7 @@ func TestStatusErrorDetails(t *testing.T) {
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, `{"error":"full"}`, http.StatusServiceUnavailable)
 	})
-	err := client.New(srv.URL).Run(testCtx(t), func(sse.Event) error { return nil })
+	err := client.New(srv.URL).Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 	var se *client.StatusError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "5", se.Header.Get("Retry-After"))
@@ -319,8 +319,8 @@ func TestOnOpenFiresOnHeaders(t *testing.T) {
 		order = append(order, "open "+res.Header.Get("Content-Type"))
 		close(opened)
 	}))
-	err := c.Run(testCtx(t), func(ev sse.Event) error {
-		order = append(order, ev.Data.(string))
+	err := c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
+		order = append(order, ev.Data)
 		return nil
 	})
 	require.NoError(t, err)
@@ -335,8 +335,8 @@ func TestMaxEventSize(t *testing.T) {
 	var retried bool
 	c := client.New(srv.URL, opts(client.WithMaxEventSize(1024),
 		client.OnRetry(func(int, time.Duration) { retried = true }))...)
-	err := c.Run(testCtx(t), func(ev sse.Event) error {
-		got = append(got, ev.Data.(string))
+	err := c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
+		got = append(got, ev.Data)
 		return nil
 	})
 	require.ErrorIs(t, err, sse.ErrEventTooLarge)
@@ -362,7 +362,7 @@ func TestRequestHeaders(t *testing.T) {
 		client.WithHeader("Authorization", "Bearer t"),
 		client.WithHeader("X-Multi", "a"), client.WithHeader("X-Multi", "b"),
 		client.WithLastEventID("4"))...)
-	err := c.Run(testCtx(t), func(sse.Event) error { return nil })
+	err := c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 	require.ErrorIs(t, err, client.ErrNoContent)
 	for i, want := range []string{"4", "5"} {
 		h := <-headers
@@ -376,7 +376,7 @@ func TestRequestHeaders(t *testing.T) {
 
 func TestInvalidLastEventID(t *testing.T) {
 	c := client.New("http://127.0.0.1:1", client.WithLastEventID("a\nb"))
-	err := c.Run(testCtx(t), func(sse.Event) error { return nil })
+	err := c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "invalid last event ID")
 }
@@ -384,7 +384,7 @@ func TestInvalidLastEventID(t *testing.T) {
 func TestInvalidURLIsFatal(t *testing.T) {
 	var retried bool
 	c := client.New("http://[::1", client.OnRetry(func(int, time.Duration) { retried = true }))
-	require.Error(t, c.Run(testCtx(t), func(sse.Event) error { return nil }))
+	require.Error(t, c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil }))
 	assert.False(t, retried)
 }
 
@@ -397,7 +397,7 @@ func TestWithBody(t *testing.T) {
 	c := client.New(srv.URL, client.WithoutReconnect(), client.WithBody(http.MethodPost, "application/json", []byte(`{"q":1}`)))
 	for ev, err := range c.Events(testCtx(t)) {
 		require.NoError(t, err)
-		got = append(got, ev.Data.(string))
+		got = append(got, ev.Data)
 	}
 	assert.Equal(t, []string{`POST application/json {"q":1}`}, got)
 }
@@ -407,7 +407,7 @@ func TestOneShot(t *testing.T) {
 		srv := newServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) { stream(w, "data: a\n\n") })
 		var errs []error
 		c := client.New(srv.URL, opts(client.WithoutReconnect(), client.OnError(func(err error) { errs = append(errs, err) }))...)
-		require.NoError(t, c.Run(testCtx(t), func(sse.Event) error { return nil }))
+		require.NoError(t, c.Run(testCtx(t), func(sse.ReceivedEvent) error { return nil }))
 		assert.EqualValues(t, 1, srv.n.Load())
 		assert.Equal(t, []error{io.EOF}, errs)
 	})
@@ -415,8 +415,8 @@ func TestOneShot(t *testing.T) {
 		srv := newServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) { stream(w, "data: a\n\ndata: b") })
 		var got []string
 		c := client.New(srv.URL, opts(client.WithoutReconnect())...)
-		err := c.Run(testCtx(t), func(ev sse.Event) error {
-			got = append(got, ev.Data.(string))
+		err := c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
+			got = append(got, ev.Data)
 			return nil
 		})
 		require.ErrorIs(t, err, io.ErrUnexpectedEOF)
@@ -427,7 +427,7 @@ func TestOneShot(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		url := srv.URL
 		srv.Close()
-		err := client.New(url, opts(client.WithoutReconnect())...).Run(testCtx(t), func(sse.Event) error { return nil })
+		err := client.New(url, opts(client.WithoutReconnect())...).Run(testCtx(t), func(sse.ReceivedEvent) error { return nil })
 		require.Error(t, err)
 		assert.NotErrorIs(t, err, client.ErrGaveUp)
 	})
@@ -436,7 +436,7 @@ func TestOneShot(t *testing.T) {
 // runAsync runs c in a goroutine and returns its result channel.
 func runAsync(ctx context.Context, c *client.Client) <-chan error {
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, func(sse.Event) error { return nil }) }()
+	go func() { done <- c.Run(ctx, func(sse.ReceivedEvent) error { return nil }) }()
 	return done
 }
 
@@ -481,7 +481,7 @@ func TestCanceledBeforeStart(t *testing.T) {
 	cancel()
 	var called bool
 	c := client.New("http://127.0.0.1:1", client.OnError(func(error) { called = true }))
-	assert.Equal(t, context.Canceled, c.Run(ctx, func(sse.Event) error { return nil }))
+	assert.Equal(t, context.Canceled, c.Run(ctx, func(sse.ReceivedEvent) error { return nil }))
 	assert.False(t, called)
 }
 
@@ -521,8 +521,8 @@ func TestBrokerExactlyOnce(t *testing.T) {
 
 	var got []int
 	ids := map[string]bool{}
-	err = c.Run(testCtx(t), func(ev sse.Event) error {
-		n, err := strconv.Atoi(ev.Data.(string))
+	err = c.Run(testCtx(t), func(ev sse.ReceivedEvent) error {
+		n, err := strconv.Atoi(ev.Data)
 		if err != nil {
 			return fmt.Errorf("unexpected event %+v", ev)
 		}

@@ -52,7 +52,7 @@ func ExampleClient_Run() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = func() error { // not run: there is no server behind example.com
-		return c.Run(ctx, func(ev sse.Event) error {
+		return c.Run(ctx, func(ev sse.ReceivedEvent) error {
 			fmt.Println(ev.Data)
 			return nil
 		})

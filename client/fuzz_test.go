@@ -64,8 +64,8 @@ func FuzzClient(f *testing.F) {
 		c := client.New("http://fuzz.invalid/events", append(opts, client.WithoutReconnect(),
 			client.WithMaxEventSize(maxSize),
 			client.WithHTTPClient(&http.Client{Transport: bodyTransport{body, oneByte}}))...)
-		var got []sse.Event
-		err := c.Run(ctx, func(ev sse.Event) error {
+		var got []sse.ReceivedEvent
+		err := c.Run(ctx, func(ev sse.ReceivedEvent) error {
 			got = append(got, ev)
 			return nil
 		})

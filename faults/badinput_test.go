@@ -29,6 +29,12 @@ func TestBadInput(t *testing.T) {
 	const maxPerIP = 4
 	b, err := sse.NewBroker(
 		sse.WithTopics("a", "big", "secret"),
+		sse.WithMaxPerIP(maxPerIP),
+		sse.WithHistory(16, time.Hour, 0),
+		sse.WithRetryAfter(2*time.Second),
+	)
+	require.NoError(t, err)
+	srv := newBrokerServer(t, b,
 		sse.WithAuthorize(func(_ *gin.Context, topics []string) error {
 			for _, tp := range topics {
 				if tp == "secret" {
@@ -38,13 +44,8 @@ func TestBadInput(t *testing.T) {
 			return nil
 		}),
 		sse.WithRequireAccept(),
-		sse.WithMaxPerIP(maxPerIP),
 		sse.WithWriteTimeout(200*time.Millisecond),
-		sse.WithHistory(16, time.Hour, 0),
-		sse.WithRetryAfter(2*time.Second),
 	)
-	require.NoError(t, err)
-	srv := newBrokerServer(t, b)
 	ctx := testCtx(t, 50*time.Second)
 	hc := newTransport(t)
 	base := "http://" + srv.addr
@@ -55,7 +56,7 @@ func TestBadInput(t *testing.T) {
 		client.WithRetry(10*time.Millisecond), client.WithMaxBackoff(40*time.Millisecond))
 	healthyDone := make(chan error, 1)
 	go func() {
-		healthyDone <- healthy.Run(ctx, func(ev sse.Event) error {
+		healthyDone <- healthy.Run(ctx, func(ev sse.ReceivedEvent) error {
 			pings <- fmt.Sprint(ev.Data)
 			return nil
 		})

@@ -28,7 +28,7 @@ type record struct{ id, topic, data string }
 const endData = "end"
 
 // newBrokerServer serves b's handler on /events?topic=... .
-func newBrokerServer(t *testing.T, b *sse.Broker, opts ...sse.Option) *server {
+func newBrokerServer(t *testing.T, b *sse.Broker, opts ...sse.HandlerOption) *server {
 	t.Helper()
 	r := gin.New()
 	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"), opts...))
@@ -146,7 +146,7 @@ func TestFaultsExactlyOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			ends := map[string]bool{}
-			res.err = c.Run(ctx, func(ev sse.Event) error {
+			res.err = c.Run(ctx, func(ev sse.ReceivedEvent) error {
 				d := fmt.Sprint(ev.Data)
 				res.got = append(res.got, record{ev.ID, ev.Event, d})
 				if d == endData {
@@ -263,7 +263,7 @@ func TestSlowClientCatchesUp(t *testing.T) {
 	)
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- c.Run(ctx, func(ev sse.Event) error {
+		runErr <- c.Run(ctx, func(ev sse.ReceivedEvent) error {
 			d := fmt.Sprint(ev.Data)
 			got = append(got, record{ev.ID, ev.Event, d})
 			if len(got) == 1 {

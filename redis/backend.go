@@ -320,7 +320,7 @@ func (b *Backend) Replay(ctx context.Context, topics []string, after, until stri
 	})
 	if err != nil && !isNoSuchKey(err) {
 		// The broker's handler answers 503 with Retry-After.
-		return nil, &sse.StatusError{Status: http.StatusServiceUnavailable, Err: unavailable("replay", err)}
+		return nil, &sse.StatusError{StatusCode: http.StatusServiceUnavailable, Err: unavailable("replay", err)}
 	}
 	st := streamState{last: "0-0"}
 	if i, err := info.Result(); err == nil {

@@ -62,11 +62,11 @@ func newNode(t *testing.T, addr, prefix string, opts ...sseredis.Option) *node {
 		sseredis.WithErrorHandler(func(error) {}),
 	}, opts...)
 	backend := sseredis.New(newClient(t, addr), opts...)
-	b, err := sse.NewBroker(sse.WithBackend(backend), sse.WithHeartbeat(100*time.Millisecond))
+	b, err := sse.NewBroker(sse.WithBackend(backend))
 	require.NoError(t, err)
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"), sse.WithHeartbeat(100*time.Millisecond)))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() {
@@ -104,7 +104,7 @@ func (n *node) publish(t *testing.T, topic, data string) string {
 }
 
 // next returns the next event of s.
-func next(t *testing.T, s *ssetest.Stream) sse.Event {
+func next(t *testing.T, s *ssetest.Stream) sse.ReceivedEvent {
 	t.Helper()
 	ev, err := s.Next()
 	require.NoError(t, err)

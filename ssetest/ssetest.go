@@ -19,9 +19,9 @@ import (
 // Parse decodes every complete event in r. An event cut off by the end of
 // r is left out and reported as [io.ErrUnexpectedEOF] along with the events
 // before it.
-func Parse(r io.Reader, opts ...sse.Option) ([]sse.Event, error) {
+func Parse(r io.Reader, opts ...sse.DecoderOption) ([]sse.ReceivedEvent, error) {
 	dec := sse.NewDecoder(r, opts...)
-	var events []sse.Event
+	var events []sse.ReceivedEvent
 	for {
 		ev, err := dec.Decode()
 		if err == io.EOF {
@@ -35,7 +35,7 @@ func Parse(r io.Reader, opts ...sse.Option) ([]sse.Event, error) {
 }
 
 // ParseString decodes every complete event in s, like [Parse].
-func ParseString(s string, opts ...sse.Option) ([]sse.Event, error) {
+func ParseString(s string, opts ...sse.DecoderOption) ([]sse.ReceivedEvent, error) {
 	return Parse(strings.NewReader(s), opts...)
 }
 
@@ -46,7 +46,7 @@ type Recording struct {
 	Header http.Header
 	Body   string
 	// Events are the events decoded from Body.
-	Events []sse.Event
+	Events []sse.ReceivedEvent
 }
 
 // Record serves req with h (a *gin.Engine, say) on an
@@ -103,7 +103,7 @@ func Connect(ctx context.Context, client *http.Client, url string, header http.H
 
 // Next blocks until the next event arrives and returns it. It returns
 // [io.EOF] when the stream ended cleanly.
-func (s *Stream) Next() (sse.Event, error) {
+func (s *Stream) Next() (sse.ReceivedEvent, error) {
 	return s.dec.Decode()
 }
 

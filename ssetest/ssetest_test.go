@@ -18,11 +18,11 @@ import (
 func TestParse(t *testing.T) {
 	events, err := ssetest.ParseString("id: 1\ndata: a\n\n: c\ndata: b\n\n")
 	require.NoError(t, err)
-	assert.Equal(t, []sse.Event{{ID: "1", Data: "a"}, {ID: "1", Data: "b"}}, events)
+	assert.Equal(t, []sse.ReceivedEvent{{ID: "1", Data: "a"}, {ID: "1", Data: "b"}}, events)
 
 	events, err = ssetest.Parse(strings.NewReader("data: a\n\ndata: cut"))
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
-	assert.Equal(t, []sse.Event{{Data: "a"}}, events, "the events before the cut are kept")
+	assert.Equal(t, []sse.ReceivedEvent{{Data: "a"}}, events, "the events before the cut are kept")
 
 	_, err = ssetest.ParseString("data: "+strings.Repeat("x", 100)+"\n\n", sse.WithMaxEventSize(10))
 	assert.ErrorIs(t, err, sse.ErrEventTooLarge)
@@ -39,7 +39,7 @@ func TestRecord(t *testing.T) {
 	assert.Equal(t, http.StatusOK, rec.Status)
 	assert.Equal(t, sse.ContentType, rec.Header.Get("Content-Type"))
 	assert.Equal(t, ": ok\n\nevent: hello\ndata: world\n\n", rec.Body)
-	assert.Equal(t, []sse.Event{{Event: "hello", Data: "world"}}, rec.Events)
+	assert.Equal(t, []sse.ReceivedEvent{{Event: "hello", Data: "world"}}, rec.Events)
 }
 
 func TestConnect(t *testing.T) {
@@ -60,7 +60,7 @@ func TestConnect(t *testing.T) {
 	defer s.Close()
 	ev, err := s.Next()
 	require.NoError(t, err)
-	assert.Equal(t, sse.Event{ID: "8", Data: "x"}, ev)
+	assert.Equal(t, sse.ReceivedEvent{ID: "8", Data: "x"}, ev)
 	assert.Equal(t, "8", s.LastEventID())
 	_, err = s.Next()
 	assert.ErrorIs(t, err, io.EOF)

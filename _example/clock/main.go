@@ -89,7 +89,10 @@ func main() {
 		_ = sse.SSEvent(c, "done", "finished")
 	})
 
-	srv := &http.Server{Addr: *addr, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds the reading of a request, body included; the
+	// server clears the read deadline once a request is read, so streams
+	// are not cut. No WriteTimeout: it would end every stream.
+	srv := &http.Server{Addr: *addr, Handler: r, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	srv.RegisterOnShutdown(func() { close(shutdown) })
 	go func() {
 		<-ctx.Done()

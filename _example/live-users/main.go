@@ -73,15 +73,9 @@ func main() {
 	b, err := sse.NewBroker(
 		sse.WithTopics(topic),
 		sse.WithHistory(100, time.Hour, 0), // a reconnect only needs the latest count
-		sse.WithRetry(*retry),
-		sse.WithHeartbeat(*heartbeat),
 		// Everyone hears about every arrival and departure...
 		sse.WithOnSubscribe(c.publish),
 		sse.WithOnUnsubscribe(c.publish),
-		// ...and a new page starts with the current count (itself included).
-		sse.WithInitialEvents(func(*gin.Context, []string) ([]sse.Event, error) {
-			return []sse.Event{c.event()}, nil
-		}),
 	)
 	if err != nil {
 		log.Fatal(err)
@@ -95,13 +89,23 @@ func main() {
 	}
 	_ = r.SetTrustedProxies(nil)
 	r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
-	r.GET("/live-users", b.Handler(sse.Topics(topic)))
+	r.GET("/live-users", b.Handler(sse.Topics(topic),
+		sse.WithRetry(*retry),
+		sse.WithHeartbeat(*heartbeat),
+		// ...and a new page starts with the current count (itself included).
+		sse.WithInitialEvents(func(*gin.Context, []string) ([]sse.Event, error) {
+			return []sse.Event{c.event()}, nil
+		}),
+	))
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds the reading of a request, body included; the
+	// server clears the read deadline once a request is read, so streams
+	// are not cut. No WriteTimeout: it would end every stream.
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	// Streams never end by themselves: the broker ends them when the server
 	// shuts down, so srv.Shutdown returns at once.
 	srv.RegisterOnShutdown(func() { _ = b.Shutdown(context.Background()) })

@@ -21,10 +21,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gin-sse/sse"
@@ -86,6 +89,33 @@ func (s *RoomState) device(name string) *string {
 	return nil
 }
 
+// Limits on what a client sends.
+const (
+	// maxBody bounds the body of POST /rooms/:room: a change is a few dozen
+	// bytes. A longer body gets 413 and is not read further.
+	maxBody = 4 << 10
+	// maxRoomValues bounds the room= values of a stream request: there are
+	// three rooms, so many more is a mistake or an attack.
+	maxRoomValues = 64
+	// maxEcho bounds what an error answer repeats of the client's input,
+	// and maxDetail the detail of a decoding error.
+	maxEcho   = 32
+	maxDetail = 80
+)
+
+// clip returns s cut to at most n bytes (on a rune boundary), with "…"
+// when it was cut: error answers name what was wrong without echoing a
+// long input back.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // Errors of a change request; the handler answers them with 400.
 var (
 	errUnknownRoom   = errors.New("unknown room")
@@ -141,7 +171,7 @@ func (h *home) set(room string, changes map[string]string) (RoomState, error) {
 	defer h.mu.Unlock()
 	cur, ok := h.state[room]
 	if !ok {
-		return RoomState{}, fmt.Errorf("%w %q", errUnknownRoom, room)
+		return RoomState{}, fmt.Errorf("%w %q", errUnknownRoom, clip(room, maxEcho))
 	}
 	if len(changes) == 0 {
 		return RoomState{}, errNoChange
@@ -150,10 +180,10 @@ func (h *home) set(room string, changes map[string]string) (RoomState, error) {
 	for dev, v := range changes {
 		f := next.device(dev)
 		if f == nil {
-			return RoomState{}, fmt.Errorf("%w %q in room %q", errUnknownDevice, dev, room)
+			return RoomState{}, fmt.Errorf("%w %q in room %q", errUnknownDevice, clip(dev, maxEcho), room)
 		}
 		if vals := values[dev]; v != vals[0] && v != vals[1] {
-			return RoomState{}, fmt.Errorf("%w %q for %s: want %q or %q", errBadValue, v, dev, vals[0], vals[1])
+			return RoomState{}, fmt.Errorf("%w %q for %s: want %q or %q", errBadValue, clip(v, maxEcho), dev, vals[0], vals[1])
 		}
 		*f = v
 	}
@@ -206,19 +236,59 @@ func (h *home) simulate(ctx context.Context, lo, hi time.Duration) {
 }
 
 // topics subscribes a stream to the rooms of ?room=kitchen&room=bedroom, or
-// to every room. The broker answers 404 for a room it does not know.
+// to every room when the query has no room= at all. A malformed query, more
+// than maxRoomValues room= values or an empty or invalid name get 400 and an
+// unknown room 404, never a wider subscription. The broker answers with the
+// error's text, so names in it are clipped.
+//
+// The query is parsed strictly: c.QueryArray skips malformed pairs and
+// gives nothing at all beyond 10,000 pairs, and since no room means every
+// room, a bad query would quietly subscribe to all of them.
 func topics(c *gin.Context) ([]string, error) {
-	if names := c.QueryArray("room"); len(names) > 0 {
-		return names, nil
+	q, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		return nil, errors.New("malformed query string")
 	}
-	all := make([]string, len(rooms))
-	for i, r := range rooms {
-		all[i] = r.name
+	names, ok := q["room"]
+	if !ok {
+		all := make([]string, len(rooms))
+		for i, r := range rooms {
+			all[i] = r.name
+		}
+		return all, nil
 	}
-	return all, nil
+	if len(names) > maxRoomValues {
+		return nil, fmt.Errorf("too many room= values: at most %d", maxRoomValues)
+	}
+	for _, name := range names {
+		if err := checkRoom(name); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
-func newRouter(b *sse.Broker, h *home, debug bool) *gin.Engine {
+// checkRoom returns nil for a room's name, otherwise the broker's error for
+// the name: sse.ErrInvalidTopic (400) for an empty name, one longer than
+// 256 bytes or one with a control character, sse.ErrUnknownTopic (404) for
+// another one.
+func checkRoom(name string) error {
+	for _, r := range rooms {
+		if r.name == name {
+			return nil
+		}
+	}
+	invalid := name == "" || len(name) > 256
+	for i := 0; i < len(name) && !invalid; i++ {
+		invalid = name[i] < 0x20 || name[i] == 0x7f
+	}
+	if invalid {
+		return fmt.Errorf("%w: %q", sse.ErrInvalidTopic, clip(name, maxEcho))
+	}
+	return fmt.Errorf("%w: %q", sse.ErrUnknownTopic, clip(name, maxEcho))
+}
+
+func newRouter(b *sse.Broker, h *home, retry time.Duration, debug bool) *gin.Engine {
 	r := gin.New()
 	r.Use(gin.Recovery())
 	if debug {
@@ -227,7 +297,10 @@ func newRouter(b *sse.Broker, h *home, debug bool) *gin.Engine {
 	_ = r.SetTrustedProxies(nil)
 
 	r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
-	r.GET("/smart-home", b.Handler(topics))
+	r.GET("/smart-home", b.Handler(topics,
+		sse.WithRetry(retry),
+		sse.WithInitialEvents(h.initial), // a new page starts with every room's state
+	))
 	r.GET("/rooms", func(c *gin.Context) {
 		all := make([]RoomState, 0, len(rooms))
 		for _, r := range rooms {
@@ -239,15 +312,31 @@ func newRouter(b *sse.Broker, h *home, debug bool) *gin.Engine {
 	r.GET("/rooms/:room", func(c *gin.Context) {
 		s, ok := h.get(c.Param("room"))
 		if !ok {
-			c.JSON(http.StatusNotFound, gin.H{"error": fmt.Sprintf("%v %q", errUnknownRoom, c.Param("room"))})
+			c.JSON(http.StatusNotFound, gin.H{"error": fmt.Sprintf("%v %q", errUnknownRoom, clip(c.Param("room"), maxEcho))})
 			return
 		}
 		c.JSON(http.StatusOK, s)
 	})
 	r.POST("/rooms/:room", func(c *gin.Context) {
+		tooLarge := gin.H{"error": fmt.Sprintf("body larger than %d bytes", maxBody)}
+		if c.Request.ContentLength > maxBody {
+			c.JSON(http.StatusRequestEntityTooLarge, tooLarge)
+			return
+		}
+		// The whole body, at most maxBody bytes of it, is read before it
+		// is decoded; the server's ReadTimeout bounds how long that takes.
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
 		var changes map[string]string
-		if err := c.ShouldBindJSON(&changes); err != nil {
-			c.JSON(http.StatusBadRequest, gin.H{"error": `body must be a JSON object such as {"lights":"on"}: ` + err.Error()})
+		if err := c.ShouldBindBodyWithJSON(&changes); err != nil {
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &mbe):
+				c.JSON(http.StatusRequestEntityTooLarge, tooLarge)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.JSON(http.StatusRequestTimeout, gin.H{"error": "body not received in time"})
+			default:
+				c.JSON(http.StatusBadRequest, gin.H{"error": `body must be a JSON object such as {"lights":"on"}: ` + clip(err.Error(), maxDetail)})
+			}
 			return
 		}
 		s, err := h.set(c.Param("room"), changes)
@@ -273,8 +362,12 @@ func main() {
 	simMax := flag.Duration("simulate-max", 6*time.Second, "longest interval between simulated changes")
 	retry := flag.Duration("retry", time.Second, "how long browsers wait before reconnecting (sent as retry:)")
 	history := flag.Int("history", 1000, "events kept for clients that reconnect")
+	readTimeout := flag.Duration("read-timeout", 30*time.Second, "longest time to read a request, body included (streams are not cut)")
 	debug := flag.Bool("debug", false, "gin debug mode and request logging")
 	flag.Parse()
+	if *readTimeout <= 0 {
+		log.Fatalf("need -read-timeout > 0, got %v", *readTimeout)
+	}
 	if *simMin <= 0 || *simMax < *simMin {
 		log.Fatalf("need 0 < -simulate-min <= -simulate-max, got %v and %v", *simMin, *simMax)
 	}
@@ -289,25 +382,29 @@ func main() {
 	for i, r := range rooms {
 		names[i] = r.name
 	}
-	var h *home
 	b, err := sse.NewBroker(
 		sse.WithTopics(names...), // any other ?room= gets 404
 		sse.WithHistory(*history, time.Hour, 0),
-		sse.WithRetry(*retry),
-		sse.WithInitialEvents(func(c *gin.Context, topics []string) ([]sse.Event, error) {
-			return h.initial(c, topics)
-		}),
 	)
 	if err != nil {
 		log.Fatal(err)
 	}
-	h = newHome(b)
+	h := newHome(b)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: newRouter(b, h, *debug), ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds the reading of a request and its body (and, as
+	// IdleTimeout is unset, how long an idle connection is kept). It does
+	// not touch streams: the server clears the read deadline once a request
+	// is read. No WriteTimeout, which would cut every stream: the broker
+	// sets write deadlines itself.
+	srv := &http.Server{
+		Handler:           newRouter(b, h, *retry, *debug),
+		ReadHeaderTimeout: min(10*time.Second, *readTimeout),
+		ReadTimeout:       *readTimeout,
+	}
 	// Streams never end by themselves: the broker ends them when the server
 	// shuts down, so srv.Shutdown returns at once.
 	srv.RegisterOnShutdown(func() { _ = b.Shutdown(context.Background()) })

@@ -216,9 +216,8 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := cl.Run(ctx, func(ev sse.Event) error {
-				data, _ := ev.Data.(string) // the decoder gives strings
-				seq, err := parseSeq(data)
+			err := cl.Run(ctx, func(ev sse.ReceivedEvent) error {
+				seq, err := parseSeq(ev.Data)
 				if err != nil {
 					return fmt.Errorf("malformed event %q: %w", ev.Data, err)
 				}

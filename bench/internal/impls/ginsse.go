@@ -15,17 +15,16 @@ type ginSSE struct {
 	r *gin.Engine
 }
 
-func newGinSSE(o Options, extra ...sse.Option) (*ginSSE, error) {
-	b, err := sse.NewBroker(append([]sse.Option{
+func newGinSSE(o Options, extra ...sse.BrokerOption) (*ginSSE, error) {
+	b, err := sse.NewBroker(append([]sse.BrokerOption{
 		sse.WithQueueSize(o.QueueSize),
-		sse.WithHeartbeat(time.Duration(o.Heartbeat) * time.Second),
 	}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.Topics("t")))
+	r.GET("/events", b.Handler(sse.Topics("t"), sse.WithHeartbeat(time.Duration(o.Heartbeat)*time.Second)))
 	return &ginSSE{b: b, r: r}, nil
 }
 

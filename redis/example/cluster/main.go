@@ -56,7 +56,7 @@ func newRouter(b *sse.Broker, name string) *gin.Engine {
 			log.Printf("page: %v", err)
 		}
 	})
-	r.GET("/events", b.Handler(sse.Topics("chat")))
+	r.GET("/events", b.Handler(sse.Topics("chat"), sse.WithRetry(time.Second)))
 	r.POST("/publish", func(c *gin.Context) {
 		text := strings.TrimSpace(c.PostForm("text"))
 		if text == "" || len(text) > maxText {
@@ -100,7 +100,6 @@ func main() {
 	defer func() { _ = rdb.Close() }()
 	b, err := sse.NewBroker(
 		sse.WithBackend(sseredis.New(rdb, sseredis.WithPrefix(*prefix))),
-		sse.WithRetry(time.Second),
 	)
 	if err != nil {
 		log.Fatal(err) // wraps sseredis.ErrUnavailable when Redis is down

@@ -59,7 +59,7 @@ func TestRouter(t *testing.T) {
 	require.Equal(t, "chat", ev.Event)
 	require.Equal(t, reply.ID, ev.ID)
 	var m message
-	require.NoError(t, json.NewDecoder(strings.NewReader(ev.Data.(string))).Decode(&m))
+	require.NoError(t, json.NewDecoder(strings.NewReader(ev.Data)).Decode(&m))
 	require.Equal(t, "A", m.From)
 	require.Equal(t, "hello", m.Text)
 }
