@@ -1,6 +1,6 @@
 module github.com/gin-sse/sse
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/gin-contrib/gzip v1.2.5

@@ -58,7 +58,14 @@ func Middleware(opts ...MiddlewareOption) gin.HandlerFunc {
 			// Reading the body after the first write needs full duplex on
 			// HTTP/1.x; HTTP/2 has it anyway, and a writer that does not
 			// support it (a test recorder) has no connection to guard.
-			_ = http.NewResponseController(c.Writer).EnableFullDuplex()
+			if http.NewResponseController(c.Writer).EnableFullDuplex() == nil {
+				// With full duplex, a body the handler left unread must be
+				// closed (drained) before the handler returns: net/http
+				// would otherwise start reading the connection again
+				// after it, and panic on the next request of the
+				// connection (golang/go#68560).
+				defer func() { _ = c.Request.Body.Close() }()
+			}
 		} else if err := w.open(); err != nil {
 			_ = c.Error(err)
 			c.Abort()

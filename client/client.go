@@ -119,7 +119,14 @@ func (e *StatusError) Is(target error) bool {
 }
 
 // Option configures a [Client].
-type Option func(*config)
+type Option interface {
+	apply(*config)
+}
+
+// optionFunc is an Option that is a function.
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
 	httpClient   *http.Client
@@ -146,7 +153,7 @@ var defaultHTTPClient = &http.Client{}
 // no Timeout and the default transport). A Timeout on hc bounds each whole
 // connection, stream included, so the stream is cut and resumed after it.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *config) { c.httpClient = hc }
+	return optionFunc(func(c *config) { c.httpClient = hc })
 }
 
 // WithHeader adds a header to every request, such as Authorization. It may
@@ -154,48 +161,48 @@ func WithHTTPClient(hc *http.Client) Option {
 // client's defaults; Last-Event-ID is the client's own (see
 // [WithLastEventID]).
 func WithHeader(key, value string) Option {
-	return func(c *config) { c.header.Add(key, value) }
+	return optionFunc(func(c *config) { c.header.Add(key, value) })
 }
 
 // WithBody sends every request (reconnections too) with method and body,
 // of the given Content-Type, instead of a GET without body. It suits
 // streaming APIs that take a POST, usually with [WithoutReconnect].
 func WithBody(method, contentType string, body []byte) Option {
-	return func(c *config) { c.method, c.contentType, c.body = method, contentType, body }
+	return optionFunc(func(c *config) { c.method, c.contentType, c.body = method, contentType, body })
 }
 
 // WithLastEventID sets the last event ID to send on the first connection,
 // to resume a stream read earlier (see [Client.LastEventID]). It may not
 // contain CR, LF or NUL.
 func WithLastEventID(id string) Option {
-	return func(c *config) { c.lastEventID = id }
+	return optionFunc(func(c *config) { c.lastEventID = id })
 }
 
 // WithRetry sets the reconnection time used until the stream sends
 // "retry:". Default [DefaultRetry].
 func WithRetry(d time.Duration) Option {
-	return func(c *config) { c.retry = d }
+	return optionFunc(func(c *config) { c.retry = d })
 }
 
 // WithMaxBackoff caps the wait between attempts that keep failing.
 // Default [DefaultMaxBackoff]. The wait is never below the reconnection
 // time, so a cap at or below it turns the backoff off.
 func WithMaxBackoff(d time.Duration) Option {
-	return func(c *config) { c.maxBackoff = d }
+	return optionFunc(func(c *config) { c.maxBackoff = d })
 }
 
 // WithMaxAttempts makes the client give up, with [ErrGaveUp], when n
 // attempts in a row have failed (see the package documentation for what
 // counts as failed). Zero, the default, means no limit.
 func WithMaxAttempts(n int) Option {
-	return func(c *config) { c.maxAttempts = n }
+	return optionFunc(func(c *config) { c.maxAttempts = n })
 }
 
 // WithMaxElapsed makes the client give up, with [ErrGaveUp], rather than
 // wait past d since the last connection that worked (or since the start).
 // Zero, the default, means no limit.
 func WithMaxElapsed(d time.Duration) Option {
-	return func(c *config) { c.maxElapsed = d }
+	return optionFunc(func(c *config) { c.maxElapsed = d })
 }
 
 // WithMaxEventSize sets the largest event accepted, in bytes of wire lines
@@ -203,21 +210,21 @@ func WithMaxElapsed(d time.Duration) Option {
 // larger event ends the client with an error matching
 // [sse.ErrEventTooLarge].
 func WithMaxEventSize(n int) Option {
-	return func(c *config) { c.maxEventSize = n }
+	return optionFunc(func(c *config) { c.maxEventSize = n })
 }
 
 // WithoutReconnect makes the client read one stream only: a clean end
 // returns nil, and any failure is returned at once. For responses that
 // must not be requested twice, such as LLM completions.
 func WithoutReconnect() Option {
-	return func(c *config) { c.oneShot = true }
+	return optionFunc(func(c *config) { c.oneShot = true })
 }
 
 // OnOpen calls fn when a connection is accepted (status 200 and an event
 // stream), as soon as its headers arrive and before any event is read.
 // fn may read res.Header; closing res.Body cuts the connection.
 func OnOpen(fn func(res *http.Response)) Option {
-	return func(c *config) { c.onOpen = fn }
+	return optionFunc(func(c *config) { c.onOpen = fn })
 }
 
 // OnError calls fn with the reason of each failed attempt or ended
@@ -225,14 +232,14 @@ func OnOpen(fn func(res *http.Response)) Option {
 // not called when the context is canceled or the callback returns an
 // error.
 func OnError(fn func(err error)) Option {
-	return func(c *config) { c.onError = fn }
+	return optionFunc(func(c *config) { c.onError = fn })
 }
 
 // OnRetry calls fn before each wait for a reconnection, with the number of
 // the coming attempt in the current run of failures (1 after a connection
 // that worked) and the wait.
 func OnRetry(fn func(attempt int, delay time.Duration)) Option {
-	return func(c *config) { c.onRetry = fn }
+	return optionFunc(func(c *config) { c.onRetry = fn })
 }
 
 // Client reads one event stream, reconnecting as needed. Create it with
@@ -261,7 +268,7 @@ func New(url string, opts ...Option) *Client {
 	}
 	for _, o := range opts {
 		if o != nil {
-			o(&cfg)
+			o.apply(&cfg)
 		}
 	}
 	if cfg.httpClient == nil {

@@ -76,50 +76,65 @@ type config struct {
 }
 
 // Option configures a [Backend].
-type Option func(*config)
+type Option interface {
+	apply(*config)
+}
+
+// optionFunc is an Option that is a function.
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
 
 // WithPrefix sets the prefix of the Redis keys (default "sse:"); the stream
 // is prefix + "events". Brokers share events when they use the same Redis
 // and prefix.
-func WithPrefix(prefix string) Option { return func(c *config) { c.prefix = prefix } }
+func WithPrefix(prefix string) Option {
+	return optionFunc(func(c *config) { c.prefix = prefix })
+}
 
 // WithMaxLen bounds the history to about n events (XADD MAXLEN ~ n; Redis
 // trims whole nodes of its radix tree, so it keeps at least n and a few
 // more). Zero means no bound by count. Default 10,000.
-func WithMaxLen(n int64) Option { return func(c *config) { c.maxLen = max(n, 0) } }
+func WithMaxLen(n int64) Option {
+	return optionFunc(func(c *config) { c.maxLen = max(n, 0) })
+}
 
 // WithMaxAge drops events older than d, on each publish (XTRIM MINID ~,
 // from Redis's clock; the newest event is always kept). Zero, the default,
 // means no bound by age.
-func WithMaxAge(d time.Duration) Option { return func(c *config) { c.maxAge = max(d, 0) } }
+func WithMaxAge(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxAge = max(d, 0) })
+}
 
 // WithBlock sets how long each blocking XREAD waits for new entries before
 // it is sent again (default 2 s). With a [redis.Client], Close unblocks the
 // reader at once; with other clients it may wait this long.
 func WithBlock(d time.Duration) Option {
-	return func(c *config) {
+	return optionFunc(func(c *config) {
 		if d > 0 {
 			c.block = d
 		}
-	}
+	})
 }
 
 // WithBackoff sets the wait of the reader after a Redis error: it starts
 // at minimum and doubles up to maximum while errors repeat (default
 // 100 ms to 5 s).
 func WithBackoff(minimum, maximum time.Duration) Option {
-	return func(c *config) {
+	return optionFunc(func(c *config) {
 		if minimum > 0 {
 			c.minBackoff = minimum
 		}
 		c.maxBackoff = max(maximum, c.minBackoff)
-	}
+	})
 }
 
 // WithErrorHandler sets a function called with the errors of the reader
 // goroutine (Redis unreachable, an entry it cannot decode). By default
 // they are logged with [slog.Warn]. It must not block for long.
-func WithErrorHandler(fn func(error)) Option { return func(c *config) { c.onError = fn } }
+func WithErrorHandler(fn func(error)) Option {
+	return optionFunc(func(c *config) { c.onError = fn })
+}
 
 // Backend is an [sse.Backend] over a Redis stream. Create it with [New] and
 // give it to one broker with [sse.WithBackend]; the broker calls Start and,
@@ -150,7 +165,9 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 		maxBackoff: DefaultMaxBackoff,
 	}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o.apply(&cfg)
+		}
 	}
 	if cfg.onError == nil {
 		cfg.onError = func(err error) { slog.Warn("sseredis", "err", err) }
