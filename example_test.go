@@ -1,14 +1,17 @@
 package sse_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gin-sse/sse"
+	"github.com/gin-sse/sse/ssetest"
 )
 
 // serve runs one GET request against r and prints the response body.
@@ -136,4 +139,63 @@ func ExampleDecoder() {
 	// Output:
 	// 1 greet "hello\nworld"
 	// EOF
+}
+
+func ExampleBroker() {
+	b, err := sse.NewBroker()
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = b.Shutdown(context.Background()) }()
+	r := gin.New()
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
+	r.POST("/rooms/:room", func(c *gin.Context) {
+		room := c.Param("room")
+		if _, err := b.Publish(room, sse.Event{Event: room, Data: c.PostForm("state")}); err != nil {
+			c.AbortWithStatus(http.StatusInternalServerError)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	set := func(room, state string) {
+		res, err := http.PostForm(srv.URL+"/rooms/"+room, url.Values{"state": {state}})
+		if err != nil {
+			panic(err)
+		}
+		_ = res.Body.Close()
+	}
+	ctx := context.Background()
+
+	// A browser's EventSource("/events?topic=kitchen") gets the kitchen's
+	// events, and no other room's.
+	s, err := ssetest.Connect(ctx, srv.Client(), srv.URL+"/events?topic=kitchen", nil)
+	if err != nil {
+		panic(err)
+	}
+	set("kitchen", "lights on")
+	set("hall", "door open")
+	set("kitchen", "oven on")
+	var last sse.ReceivedEvent
+	for range 2 {
+		last, _ = s.Next()
+		fmt.Println(last.Event, last.Data)
+	}
+	_ = s.Close()
+
+	// While it is away, the kitchen changes; it reconnects with the id of
+	// the last event it got, and gets exactly what it missed.
+	set("kitchen", "oven off")
+	s, err = ssetest.Connect(ctx, srv.Client(), srv.URL+"/events?topic=kitchen", http.Header{"Last-Event-ID": {last.ID}})
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = s.Close() }()
+	ev, _ := s.Next()
+	fmt.Println(ev.Event, ev.Data)
+	// Output:
+	// kitchen lights on
+	// kitchen oven on
+	// kitchen oven off
 }
