@@ -208,7 +208,11 @@ func WithLastEventIDQuery(name string) MiddlewareOption {
 // WithDone ends the route's streams when done is closed: [Stream] and
 // [StreamSeq] return nil, and a broker stream ends (within 100 ms). Wire it
 // to the server's shutdown so that http.Server.Shutdown does not wait for
-// streams: see the package example.
+// streams:
+//
+//	shutdown := make(chan struct{})
+//	srv.RegisterOnShutdown(func() { close(shutdown) })
+//	r.GET("/ticks", sse.Middleware(sse.WithDone(shutdown)), ticks)
 func WithDone(done <-chan struct{}) MiddlewareOption {
 	return streamOpt(func(c *streamConfig) { c.done = done })
 }

@@ -302,9 +302,10 @@ func (b *Backend) isClosed() bool {
 //   - older than the entry before the first one kept (entries after it
 //     were trimmed): [sse.ErrHistoryExpired].
 //
-// When Redis cannot be reached the error wraps [ErrUnavailable] and is an
-// [*sse.StatusError] with status 503, so that the broker's handler answers
-// 503 with Retry-After.
+// When Redis cannot be reached the error wraps [ErrUnavailable] (and is an
+// [*sse.StatusError] with status 503 for direct callers). The broker's
+// handler then answers a stream holding only a "retry:" field, so that the
+// client comes back later with the same Last-Event-ID ([sse.ErrReplayFailed]).
 func (b *Backend) Replay(ctx context.Context, topics []string, after, until string) ([]sse.Message, error) {
 	if b.isClosed() {
 		return nil, sse.ErrBackendClosed
@@ -336,7 +337,7 @@ func (b *Backend) Replay(ctx context.Context, topics []string, after, until stri
 		return nil
 	})
 	if err != nil && !isNoSuchKey(err) {
-		// The broker's handler answers 503 with Retry-After.
+		// The broker's handler asks the client to retry later.
 		return nil, &sse.StatusError{StatusCode: http.StatusServiceUnavailable, Err: unavailable("replay", err)}
 	}
 	st := streamState{last: "0-0"}
