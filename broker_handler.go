@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
-	"sync"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -19,10 +19,20 @@ import (
 type TopicsFunc func(c *gin.Context) ([]string, error)
 
 // TopicsFromQuery subscribes to every value of the query parameter name,
-// as in /events?topic=a&topic=b.
+// as in /events?topic=a&topic=b. A query that does not parse (a malformed
+// escape, a semicolon, more than 10,000 parameters) is refused with 400
+// rather than read in part.
 func TopicsFromQuery(name string) TopicsFunc {
 	return func(c *gin.Context) ([]string, error) {
-		topics := c.QueryArray(name)
+		var raw string
+		if c.Request != nil && c.Request.URL != nil {
+			raw = c.Request.URL.RawQuery
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the query does not parse: %w", ErrInvalidTopic, err)
+		}
+		topics := q[name]
 		if len(topics) == 0 {
 			return nil, fmt.Errorf("%w: query parameter %q is missing", ErrNoTopics, name)
 		}
@@ -78,10 +88,8 @@ func Topics(topics ...string) TopicsFunc {
 // fails on such a stream ends it with [ErrNotAcceptable] (recorded in
 // c.Errors) before any event, since its status was sent already.
 //
-// A stream ends within 100 ms of its client leaving or its done channel
-// closing, even when it has nothing to write: the broker looks at its
-// streams from one timer, which also sends their heartbeats, instead of
-// each stream holding a ticker and a wait on its request's context.
+// A stream ends as soon as its client leaves, its done channel closes or
+// the broker shuts down, even when it has nothing to write.
 func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFunc {
 	hc := handlerConfig{stream: defaultStreamConfig()}
 	for _, o := range opts {
@@ -92,7 +100,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 	return func(c *gin.Context) {
 		ts, err := topics(c)
 		if err == nil {
-			ts, err = b.checkTopics(ts)
+			ts, err = b.checkTopics(ts, b.cfg.maxTopics)
 		}
 		if err != nil {
 			abortJSON(c, b.statusOf(err, http.StatusBadRequest), err)
@@ -113,7 +121,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 		if c.Request != nil {
 			ctx = c.Request.Context()
 			if b.cfg.needsIP() {
-				ip = c.ClientIP()
+				ip = b.cfg.clientIP(c)
 			}
 		}
 		lastID := readLastEventID(c.Request, cfg.lastEventIDQuery)
@@ -121,7 +129,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 		if fn := hc.initialEvents; fn != nil {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
-		s, lost, err := b.subscribe(ctx, ts, lastID, ip, initial)
+		s, lost, err := b.subscribe(ctx, ts, lastID, ip, w, initial)
 		if errors.Is(err, ErrReplayFailed) {
 			// An error status would end a browser's EventSource for good:
 			// answer with a stream that asks it to come back later with
@@ -136,12 +144,12 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 		if err != nil {
 			status := b.statusOf(err, http.StatusInternalServerError)
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-				c.Header("Retry-After", b.retryAfter())
+				c.Header("Retry-After", b.retryAfterHeader())
 			}
 			abortJSON(c, status, err)
 			return
 		}
-		defer b.remove(s, true)
+		defer b.remove(s)
 		if lost != nil && !w.isStarted() {
 			c.Header(HeaderEventsLost, lostReason(lost))
 		}
@@ -150,7 +158,6 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 			_ = c.Error(err)
 			return
 		}
-		b.attach(s, w)
 		// serve ends only with an error; a client that left, a shutdown and
 		// the done channel are how streams normally end.
 		if err := b.serve(ctx, w, s); !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) && !errors.Is(err, errStopped) {
@@ -215,28 +222,28 @@ func refusal(err error) error {
 }
 
 // Subscription receives a broker's events in Go code. Its events are what a
-// browser would get: decoded from the same bytes.
+// browser would get: decoded from the same bytes, the [LostEventName]
+// signal included.
 type Subscription struct {
-	b    *Broker
-	s    *subscriber
-	lost error
-	ctx  context.Context
-	todo []ReceivedEvent
-	stop func() bool // stops the context's AfterFunc
-	once sync.Once
+	s      *stream
+	lost   error
+	ctx    context.Context
+	todo   []ReceivedEvent
+	frames []*frame
+	stop   func() bool // stops the context's AfterFunc
 }
 
 // Subscribe subscribes Go code to topics. With a lastEventID it first gets
 // the events published after that id, as a reconnecting client would. The
-// subscription ends when ctx is done or Close is called; read it with Next.
-// Like a stream, it has a bounded queue ([WithQueueSize]): read it promptly.
+// subscription ends when ctx is done, Close is called or the broker shuts
+// down; read it with Next or Events.
 func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscription, error) {
-	s, lost, err := b.subscribe(ctx, topics, lastEventID, "", nil)
+	s, lost, err := b.subscribe(ctx, topics, lastEventID, "", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subscription{b: b, s: s, lost: lost, ctx: ctx}
-	sub.stop = context.AfterFunc(ctx, sub.remove)
+	sub := &Subscription{s: s, lost: lost, ctx: ctx}
+	sub.stop = context.AfterFunc(ctx, func() { b.remove(s) })
 	return sub, nil
 }
 
@@ -245,24 +252,25 @@ func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID str
 func (s *Subscription) Lost() error { return s.lost }
 
 // Next returns the next event, waiting for one. It returns an error when
-// the subscription's context is done, it was closed, it was too slow
-// ([ErrSlowSubscriber]) or the broker shut down ([ErrBrokerClosed]); the
-// events queued before are returned first.
+// the subscription's context is done, it was closed
+// ([ErrSubscriptionClosed]) or the broker shut down ([ErrBrokerClosed]).
 func (s *Subscription) Next() (ReceivedEvent, error) {
 	for len(s.todo) == 0 {
-		if frames := s.s.take(); len(frames) > 0 {
-			s.decode(frames)
+		var closed error
+		s.frames, closed = s.s.take(s.frames[:0])
+		if len(s.frames) > 0 {
+			s.decode(s.frames)
+			clear(s.frames)
 			break
 		}
-		if reason := s.s.kicked(); reason != nil {
-			s.Close() // a slow or shut-down subscription leaves the broker
-			if errors.Is(reason, ErrSubscriptionClosed) && s.ctx.Err() != nil {
+		if closed != nil {
+			if errors.Is(closed, ErrSubscriptionClosed) && s.ctx.Err() != nil {
 				return ReceivedEvent{}, s.ctx.Err() // closed because the context ended
 			}
-			return ReceivedEvent{}, reason
+			return ReceivedEvent{}, closed
 		}
 		select {
-		case <-s.s.signal:
+		case <-s.s.wake:
 		case <-s.ctx.Done():
 			s.Close()
 			return ReceivedEvent{}, s.ctx.Err()
@@ -296,7 +304,7 @@ func (s *Subscription) decode(frames []*frame) {
 	for _, f := range frames {
 		buf.Write(f.wire)
 	}
-	s.b.delivered.Add(uint64(len(frames)))
+	s.s.b.delivered.Add(uint64(len(frames)))
 	dec := NewDecoder(&buf, WithMaxEventSize(0))
 	for {
 		ev, err := dec.Decode()
@@ -308,12 +316,8 @@ func (s *Subscription) decode(frames []*frame) {
 }
 
 // Close ends the subscription; later calls of Next return
-// [ErrSubscriptionClosed] once the queued events are read.
+// [ErrSubscriptionClosed] once the events already taken are read.
 func (s *Subscription) Close() {
 	s.stop()
-	s.remove()
-}
-
-func (s *Subscription) remove() {
-	s.once.Do(func() { s.b.remove(s.s, true) })
+	s.s.b.remove(s.s)
 }

@@ -6,131 +6,274 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/gin-gonic/gin"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// An event published to many subscribers is encoded once: every
-// subscriber's queue holds the same frame, not a copy.
-func TestBrokerEncodesOnce(t *testing.T) {
-	b, err := NewBroker()
+func newTestBroker(t testing.TB, opts ...BrokerOption) *Broker {
+	t.Helper()
+	b, err := NewBroker(opts...)
 	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	var subs []*subscriber
+	t.Cleanup(func() { require.NoError(t, b.Shutdown(context.Background())) })
+	return b
+}
+
+// sub subscribes a stream without an HTTP connection, removed at the end
+// of t.
+func sub(t testing.TB, b *Broker, topics []string, lastID string) (*stream, error) {
+	t.Helper()
+	s, lost, err := b.subscribe(context.Background(), topics, lastID, "", nil, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.remove(s) })
+	return s, lost
+}
+
+// takeAll takes every frame s has to send.
+func takeAll(s *stream) []*frame {
+	var all []*frame
+	for {
+		frames, _ := s.take(nil)
+		if len(frames) == 0 {
+			return all
+		}
+		all = append(all, frames...)
+	}
+}
+
+func ids(frames []*frame) []string {
+	var out []string
+	for _, f := range frames {
+		out = append(out, f.id)
+	}
+	return out
+}
+
+func publishN(t testing.TB, b *Broker, topic string, n int) []string {
+	t.Helper()
+	var out []string
+	for i := range n {
+		id, err := b.Publish(context.Background(), topic, Event{Data: strconv.Itoa(i)})
+		require.NoError(t, err)
+		out = append(out, id)
+	}
+	return out
+}
+
+// An event published to many subscribers is encoded once: every stream
+// reads the same frame from the log, and a stream of two of its topics
+// gets it once.
+func TestBrokerEncodesOnce(t *testing.T) {
+	b := newTestBroker(t)
+	var streams []*stream
 	for i := range 100 {
 		topics := []string{"a"}
 		if i%2 == 0 {
 			topics = append(topics, "b")
 		}
-		s, _, err := b.subscribe(context.Background(), topics, "", "", nil)
-		require.NoError(t, err)
-		subs = append(subs, s)
+		s, _ := sub(t, b, topics, "")
+		streams = append(streams, s)
 	}
-	_, err = b.PublishTopics(context.Background(), []string{"a", "b"}, Event{Event: "x", Data: map[string]int{"n": 1}})
+	_, err := b.PublishTopics(context.Background(), []string{"a", "b"}, Event{Event: "x", Data: map[string]int{"n": 1}})
 	require.NoError(t, err)
-	first := subs[0].take()
+	first := takeAll(streams[0])
 	require.Len(t, first, 1)
-	for _, s := range subs[1:] {
-		q := s.take()
-		require.Len(t, q, 1, "once, even when subscribed to both topics")
-		assert.Same(t, first[0], q[0])
-	}
-	for _, s := range subs {
-		b.remove(s, false)
+	for _, s := range streams[1:] {
+		got := takeAll(s)
+		require.Len(t, got, 1, "once, even when subscribed to both topics")
+		assert.Same(t, first[0], got[0])
 	}
 }
 
-// BenchmarkBrokerPublishBytes measures a publish as in scenario (d) of
-// bench/: one subscriber, a reused []byte of 27 bytes as Data, no name.
-func BenchmarkBrokerPublishBytes(b *testing.B) {
-	br, err := NewBroker(WithQueueSize(1 << 30))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, _, err := br.subscribe(context.Background(), []string{"t"}, "", "", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := []byte("123456 1764620000000000000 ")
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := br.Publish("t", Event{Data: data}); err != nil {
-			b.Fatal(err)
-		}
-		if i++; i%64 == 0 { // a stream that keeps up
-			s.take()
+// Streams of several topics get the events of all of them merged in
+// publish order, each once.
+func TestBrokerMergesTopicsInOrder(t *testing.T) {
+	b := newTestBroker(t)
+	s, _ := sub(t, b, []string{"a", "b", "c"}, "")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []string
+	for range 500 {
+		topics := []string{"a", "b", "c", "d"}[:rng.IntN(4)+1]
+		rng.Shuffle(len(topics), func(i, j int) { topics[i], topics[j] = topics[j], topics[i] })
+		id, err := b.PublishTopics(context.Background(), topics, Event{Data: "x"})
+		require.NoError(t, err)
+		if slices.ContainsFunc(topics, func(t string) bool { return t != "d" }) {
+			want = append(want, id)
 		}
 	}
-	br.remove(s, false)
-	_ = br.Shutdown(context.Background())
-}
-
-// BenchmarkBrokerPublish measures one publish fanned out to N subscribers'
-// queues (the publisher's side of the fan-out; the subscribers' writes are
-// measured in bench/).
-func BenchmarkBrokerPublish(b *testing.B) {
-	for _, n := range []int{1, 100, 1000} {
-		b.Run(strconv.Itoa(n)+"subs", func(b *testing.B) {
-			br, err := NewBroker(WithQueueSize(1 << 30))
-			if err != nil {
-				b.Fatal(err)
-			}
-			subs := make([]*subscriber, n)
-			for i := range subs {
-				if subs[i], _, err = br.subscribe(context.Background(), []string{"t"}, "", "", nil); err != nil {
-					b.Fatal(err)
-				}
-			}
-			ev := Event{Event: "update", Data: "The quick brown fox jumps over the lazy dog."}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := br.Publish("t", ev); err != nil {
-					b.Fatal(err)
-				}
-				if i++; i%1024 == 0 { // keep the queues from growing without bound
-					for _, s := range subs {
-						s.take()
-					}
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
-			for _, s := range subs {
-				br.remove(s, false)
-			}
-			_ = br.Shutdown(context.Background())
-		})
-	}
+	assert.Equal(t, want, ids(takeAll(s)))
 }
 
 func TestCheckTopics(t *testing.T) {
 	b := &Broker{}
 	shared := []string{"a", "b", "a", "c", "b"}
-	got, err := b.checkTopics(shared)
+	got, err := b.checkTopics(shared, 0)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b", "c"}, got)
 	assert.Equal(t, []string{"a", "b", "a", "c", "b"}, shared, "the caller's slice is left alone")
-	got, err = b.checkTopics([]string{"x", "y"})
+	many := make([]string, 0, 5000)
+	for i := range 5000 {
+		many = append(many, strconv.Itoa(i%2500))
+	}
+	got, err = b.checkTopics(many, 0)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"x", "y"}, got)
-	_, err = b.checkTopics([]string{"x", "bad\x7f"})
+	assert.Len(t, got, 2500)
+	_, err = b.checkTopics(many, 64)
+	assert.ErrorIs(t, err, ErrTooManyTopics)
+	_, err = b.checkTopics([]string{"x", "bad\x7f"}, 0)
 	assert.ErrorIs(t, err, ErrInvalidTopic)
+}
+
+// Each topic has its own history: a quiet topic's events stay while others
+// are busy, and a reconnect replays exactly the missed events of its
+// topics.
+func TestBrokerHistoryPerTopic(t *testing.T) {
+	b := newTestBroker(t, WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 100} }))
+	quiet := publishN(t, b, "quiet", 1)
+	for i := range 1000 {
+		publishN(t, b, "busy"+strconv.Itoa(i%10), 1)
+	}
+	mine, err := b.Publish(context.Background(), "quiet", Event{Data: "missed"})
+	require.NoError(t, err)
+	s, lost := sub(t, b, []string{"quiet"}, quiet[0])
+	require.NoError(t, lost)
+	assert.Equal(t, []string{mine}, ids(takeAll(s)))
+}
+
+// A burst larger than the history: every stream gets the newest events it
+// can, and one in-band events-lost signal for each gap, never a silent gap.
+// Random burst sizes, reader speeds and limits.
+func TestBrokerOverrunIsSignalled(t *testing.T) {
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		policy := TopicPolicy{MaxEvents: rng.IntN(50) + 1}
+		b := newTestBroker(t, WithTopicPolicy(func(string) TopicPolicy { return policy }))
+		topics := [][]string{{"a"}, {"b"}, {"a", "b"}}
+		type reader struct {
+			s     *stream
+			speed int
+			got   []*frame
+		}
+		var readers []*reader
+		for i := range 6 {
+			s, _ := sub(t, b, topics[i%3], "")
+			readers = append(readers, &reader{s: s, speed: rng.IntN(40) + 1})
+		}
+		var published []*frame // as the broker keeps them
+		for range rng.IntN(20) + 5 {
+			for range rng.IntN(200) {
+				tp := topics[rng.IntN(3)]
+				_, err := b.PublishTopics(context.Background(), tp, Event{Data: "x"})
+				require.NoError(t, err)
+				b.mu.Lock()
+				published = append(published, b.all[len(b.all)-1])
+				b.mu.Unlock()
+			}
+			for _, r := range readers {
+				for range r.speed {
+					frames, _ := r.s.take(nil)
+					r.got = append(r.got, frames...)
+					if len(frames) == 0 {
+						break
+					}
+				}
+			}
+		}
+		for i, r := range readers {
+			r.got = append(r.got, takeAll(r.s)...)
+			var want []*frame // the events of its topics
+			for _, f := range published {
+				if slices.ContainsFunc(f.topics, func(t string) bool { return slices.Contains(r.s.info.Topics, t) }) {
+					want = append(want, f)
+				}
+			}
+			next := 0 // index in want of the next event expected
+			lostBefore := false
+			for _, f := range r.got {
+				if f.seq == 0 { // the signal
+					require.False(t, lostBefore, "seed %d reader %d: two signals in a row", seed, i)
+					lostBefore = true
+					continue
+				}
+				k := slices.Index(want, f)
+				require.GreaterOrEqual(t, k, next, "seed %d reader %d: %s out of order or twice", seed, i, f.id)
+				if k > next {
+					require.True(t, lostBefore, "seed %d reader %d: silent gap before %s", seed, i, f.id)
+				}
+				lostBefore = false
+				next = k + 1
+			}
+			require.Equal(t, len(want), next, "seed %d reader %d: the newest event arrives", seed, i)
+		}
+	}
+}
+
+// A latest-only topic keeps one event; a reader that fell behind skips to
+// it without a loss signal.
+func TestBrokerLatestOnly(t *testing.T) {
+	b := newTestBroker(t, WithTopicPolicy(func(t string) TopicPolicy { return TopicPolicy{LatestOnly: t == "count"} }))
+	s, _ := sub(t, b, []string{"count"}, "")
+	got := publishN(t, b, "count", 10)
+	assert.Equal(t, got[9:], ids(takeAll(s)))
+	assert.Equal(t, 1, b.Stats().RetainedEvents)
+}
+
+// The history is bounded by bytes and by age, over all topics.
+func TestBrokerRetention(t *testing.T) {
+	b := newTestBroker(t, WithRetention(10_000, 0))
+	for i := range 1000 {
+		_, err := b.Publish(context.Background(), "t"+strconv.Itoa(i%7), Event{Data: strings.Repeat("x", 100)})
+		require.NoError(t, err)
+	}
+	st := b.Stats()
+	assert.LessOrEqual(t, st.RetainedBytes, 10_000)
+	assert.Greater(t, st.RetainedBytes, 9_000)
+
+	aged := newTestBroker(t, WithRetention(0, 50*time.Millisecond))
+	publishN(t, aged, "a", 5)
+	publishN(t, aged, "b", 5)
+	assert.Equal(t, 10, aged.Stats().RetainedEvents)
+	require.Eventually(t, func() bool {
+		st := aged.Stats()
+		return st.RetainedEvents == 1 && st.Topics == 1
+	}, 5*time.Second, 5*time.Millisecond, "old events go without new publishes; the newest stays; empty logs are freed")
+}
+
+// A topic's log goes once it has neither events nor subscribers; a crowd
+// that leaves leaves nothing behind.
+func TestBrokerFreesTopics(t *testing.T) {
+	b := newTestBroker(t, WithRetention(1, 0)) // keeps the newest event only
+	var streams []*stream
+	for i := range 1000 {
+		s, _, err := b.subscribe(context.Background(), []string{"u" + strconv.Itoa(i)}, "", "", nil, nil)
+		require.NoError(t, err)
+		take, _ := s.take(nil) // parks it
+		require.Empty(t, take)
+		streams = append(streams, s)
+	}
+	assert.Equal(t, 1000, b.Stats().Topics)
+	for _, s := range streams {
+		b.remove(s)
+	}
+	publishN(t, b, "other", 2)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	assert.Equal(t, []string{"other"}, slices.Collect(func(yield func(string) bool) {
+		for k := range b.logs {
+			yield(k)
+		}
+	}))
+	assert.Empty(t, b.subs)
 }
 
 // lagBackend stores events at once but delivers them only when told, like a
@@ -167,7 +310,7 @@ func (l *lagBackend) catchUp() {
 	}
 }
 
-func (l *lagBackend) Replay(_ context.Context, _ []string, after, until string) ([]Message, error) {
+func (l *lagBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.failReplay != nil {
@@ -178,10 +321,13 @@ func (l *lagBackend) Replay(_ context.Context, _ []string, after, until string) 
 	if err1 != nil || err2 != nil || a > len(l.msgs) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventID, after)
 	}
-	if u < a {
-		return nil, nil
+	var out []Message
+	for _, m := range l.msgs[a:max(u, a)] {
+		if slices.ContainsFunc(m.Topics, func(t string) bool { return slices.Contains(topics, t) }) {
+			out = append(out, m)
+		}
 	}
-	return slices.Clone(l.msgs[a:u]), nil
+	return out, nil
 }
 
 func (l *lagBackend) CompareIDs(a, b string) (int, error) {
@@ -195,46 +341,54 @@ func (l *lagBackend) CompareIDs(a, b string) (int, error) {
 
 func (l *lagBackend) Close() error { return nil }
 
-func queuedIDs(s *subscriber) []string {
-	var ids []string
-	for _, f := range s.take() {
-		ids = append(ids, f.id)
-	}
-	return ids
-}
-
 // A client that reconnects with an id this process has not delivered yet
 // (another server sent it) gets the later events once, not twice.
 func TestBrokerClientAheadOfDelivery(t *testing.T) {
 	lag := &lagBackend{}
-	b, err := NewBroker(WithBackend(lag))
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
+	b := newTestBroker(t, WithBackend(lag))
 	for range 2 {
-		_, err := b.Publish("t", Event{Data: "x"})
+		_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
 		require.NoError(t, err)
 	}
 	lag.catchUp() // this process has delivered 1 and 2
 	for range 3 {
-		_, err := b.Publish("t", Event{Data: "x"})
+		_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
 		require.NoError(t, err)
 	}
-	s, lost, err := b.subscribe(context.Background(), []string{"t"}, "4", "", nil)
-	require.NoError(t, err)
-	defer b.remove(s, false)
+	s, lost := sub(t, b, []string{"t"}, "4")
 	require.NoError(t, lost)
 	lag.catchUp() // 3, 4 and 5 arrive: the client has 3 and 4
-	_, err = b.Publish("t", Event{Data: "x"})
+	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
 	require.NoError(t, err)
 	lag.catchUp()
-	assert.Equal(t, []string{"5", "6"}, queuedIDs(s))
+	assert.Equal(t, []string{"5", "6"}, ids(takeAll(s)))
 
 	// An id from the future that the store does not know is lost, not
 	// waited for forever.
-	f, lost, err := b.subscribe(context.Background(), []string{"t"}, "99", "", nil)
-	require.NoError(t, err)
-	defer b.remove(f, false)
+	_, lost = sub(t, b, []string{"t"}, "99")
 	assert.ErrorIs(t, lost, ErrUnknownEventID)
+}
+
+// With a backend, a reconnect is served from the local logs while they hold
+// the client's id, and from the backend for older history, with no gap and
+// no duplicate at the hand-off.
+func TestBrokerBackendHistoryOlderThanTheLogs(t *testing.T) {
+	lag := &lagBackend{}
+	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 3} }))
+	for range 10 {
+		_, err := b.PublishTopics(context.Background(), []string{"t"}, Event{Data: "x"})
+		require.NoError(t, err)
+	}
+	lag.catchUp() // the log keeps 8, 9 and 10
+	s, lost := sub(t, b, []string{"t"}, "8")
+	require.NoError(t, lost)
+	assert.Equal(t, []string{"9", "10"}, ids(takeAll(s)), "from the log")
+	old, lost := sub(t, b, []string{"t"}, "2")
+	require.NoError(t, lost)
+	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
+	require.NoError(t, err)
+	lag.catchUp()
+	assert.Equal(t, []string{"3", "4", "5", "6", "7", "8", "9", "10", "11"}, ids(takeAll(old)), "from the backend, then the log")
 }
 
 // When the store cannot replay, the handler asks the client to come back
@@ -242,10 +396,8 @@ func TestBrokerClientAheadOfDelivery(t *testing.T) {
 // since an error status ends a browser's EventSource for good.
 func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
 	lag := &lagBackend{failReplay: errors.New("store down")}
-	b, err := NewBroker(WithBackend(lag), WithRetryAfter(7*time.Second))
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	_, err = b.Publish("t", Event{Data: "x"})
+	b := newTestBroker(t, WithBackend(lag), WithRetryAfter(7*time.Second))
+	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
 	require.NoError(t, err)
 	lag.catchUp()
 
@@ -265,405 +417,81 @@ func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
 	assert.ErrorIs(t, err, ErrReplayFailed)
 }
 
-// Subscribers removed in any order leave every topic's list exact: each
-// remaining subscriber gets the events of its topics once, and the
-// others none.
-func TestBrokerTopicListsAfterRemovals(t *testing.T) {
-	b, err := NewBroker()
-	require.NoError(t, err)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, b.Shutdown(ctx), "every subscriber was removed")
-	}()
-	all := []string{"a", "b", "c"}
-	var subs []*subscriber
-	for i := range 60 {
-		var topics []string
-		for k, tp := range all {
-			if i&(1<<k) != 0 || k == i%3 {
-				topics = append(topics, tp)
-			}
-		}
-		s, _, err := b.subscribe(context.Background(), topics, "", "", nil)
-		require.NoError(t, err)
-		subs = append(subs, s)
-	}
-	// Remove two thirds, in an order that is neither insertion order nor
-	// its reverse.
-	live := map[*subscriber]bool{}
-	for _, s := range subs {
-		live[s] = true
-	}
-	for _, i := range []int{7, 0, 59, 31, 2, 44, 13, 58, 1, 30, 20, 41, 5, 50, 8, 11, 23, 35, 47, 53, 4, 16, 28, 40, 52, 10, 22, 34, 46, 56, 14, 26, 38} {
-		b.remove(subs[i], false)
-		live[subs[i]] = false
-	}
-	for _, tp := range all {
-		_, err := b.Publish(tp, Event{Data: tp})
-		require.NoError(t, err)
-	}
-	b.mu.Lock()
-	for tp, list := range b.topics {
-		for i, s := range list {
-			k := slices.IndexFunc(s.slots, func(sl slot) bool { return sl.topic == tp })
-			require.GreaterOrEqual(t, k, 0)
-			assert.Equal(t, i, s.slots[k].i, "slot of a subscriber of %s", tp)
-		}
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		got := s.take()
-		if !live[s] {
-			assert.Empty(t, got, "a removed subscriber gets nothing")
-			continue
-		}
-		var names []string
-		for _, f := range got {
-			names = append(names, string(f.wire[len(f.wire)-3:len(f.wire)-2]))
-		}
-		assert.Equal(t, s.info.Topics, names, "each event of its topics, once")
-		b.remove(s, false)
-	}
-}
-
-// With the in-memory backend an event is one buffer: the frame queued for
-// live subscribers is "id: <id>\n" and the body, and a replay after a
-// reconnect reuses the same frame instead of building another.
-func TestBrokerReplayReusesFrames(t *testing.T) {
-	b, err := NewBroker()
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	live, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
-	require.NoError(t, err)
-	var ids []string
-	for i := range 3 {
-		id, err := b.Publish("t", Event{Event: "n", Data: strconv.Itoa(i)})
-		require.NoError(t, err)
-		ids = append(ids, id)
-	}
-	frames := slices.Clone(live.take())
-	require.Len(t, frames, 3)
-	for i, f := range frames {
-		assert.Equal(t, "id: "+ids[i]+"\nevent: n\ndata: "+strconv.Itoa(i)+"\n\n", string(f.wire))
-		assert.Equal(t, ids[i], f.id)
-	}
-	back, _, err := b.subscribe(context.Background(), []string{"t"}, ids[0], "", nil)
-	require.NoError(t, err)
-	replayed := back.take()
-	require.Len(t, replayed, 2)
-	assert.Same(t, frames[1], replayed[0])
-	assert.Same(t, frames[2], replayed[1])
-	b.remove(live, false)
-	b.remove(back, false)
-}
-
-// A stream's write buffer grown for a large backlog is kept while backlogs
-// of that size go on now and then, and dropped once no write has needed a
-// quarter of it for a second.
-func TestDeliveryShrink(t *testing.T) {
-	const s = int64(time.Second)
-	d := delivery{buf: make([]byte, 0, 32<<10)}
-	d.shrink(10 * s)
-	assert.Equal(t, 32<<10, cap(d.buf), "a small buffer is always kept")
-	d.buf = make([]byte, 100<<10, 256<<10)
-	d.shrink(10 * s)
-	assert.Equal(t, 256<<10, cap(d.buf), "kept: the last backlog used over a quarter")
-	d.buf = d.buf[:10<<10]
-	d.shrink(10*s + s/2)
-	assert.Equal(t, 256<<10, cap(d.buf), "kept: a large backlog half a second ago")
-	d.buf = d.buf[:70<<10]
-	d.shrink(11*s + s/4)
-	d.buf = d.buf[:0]
-	d.shrink(12 * s)
-	assert.Equal(t, 256<<10, cap(d.buf), "kept: a large backlog 0.75 s ago")
-	d.shrink(12*s + s/4)
-	assert.Nil(t, d.buf, "dropped: no large backlog for a second")
-}
-
 // A subscribe hook may reorder the Topics it is given without harm to the
-// broker's own lists.
+// broker.
 func TestBrokerHookReordersTopics(t *testing.T) {
-	b, err := NewBroker(WithOnSubscribe(func(info SubscriberInfo) { slices.Reverse(info.Topics) }))
+	b := newTestBroker(t, WithOnSubscribe(func(i SubscriberInfo) { slices.Reverse(i.Topics) }))
+	s, _ := sub(t, b, []string{"a", "b"}, "")
+	a, err := b.Publish(context.Background(), "a", Event{Data: "1"})
 	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	one, _, err := b.subscribe(context.Background(), []string{"a"}, "", "", nil)
+	bb, err := b.Publish(context.Background(), "b", Event{Data: "2"})
 	require.NoError(t, err)
-	two, _, err := b.subscribe(context.Background(), []string{"a", "b"}, "", "", nil)
-	require.NoError(t, err)
-	three, _, err := b.subscribe(context.Background(), []string{"b", "a"}, "", "", nil)
-	require.NoError(t, err)
-	b.remove(one, false)
-	b.remove(two, false)
-	for _, tp := range []string{"a", "b"} {
-		_, err := b.Publish(tp, Event{Data: tp})
+	assert.Equal(t, []string{a, bb}, ids(takeAll(s)))
+}
+
+// The signal's data names the reason and the client's last id.
+func TestLostFrame(t *testing.T) {
+	f := lostFrame(fmt.Errorf("%w: x", ErrHistoryExpired), "7", "9")
+	body, _ := strings.CutPrefix(string(f.wire), "id: 9\nevent: events-lost\ndata: ")
+	var data map[string]string
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(body)), &data))
+	assert.Equal(t, map[string]string{"reason": "expired", "lastEventId": "7"}, data)
+}
+
+func TestSizeHintIsAnUpperBound(t *testing.T) {
+	for _, ev := range []Event{
+		{Data: ""},
+		{ID: "1", Event: "e", Data: "a\nb\r\nc\rd", Retry: time.Second, Comment: "x\ny"},
+		{Data: []byte(strings.Repeat("\r", 100))},
+		{Data: strings.Repeat("a\n", 100)},
+	} {
+		b, err := ev.AppendTo(nil)
 		require.NoError(t, err)
+		assert.GreaterOrEqual(t, ev.sizeHint(), len(b), "%q", b)
 	}
-	assert.Len(t, three.take(), 2)
-	assert.Equal(t, map[string]int{"a": 1, "b": 1}, b.Stats().Topics)
-	b.remove(three, false)
-	assert.Empty(t, b.Stats().Topics)
 }
 
-// prefixBackend wraps the in-memory backend and puts "x" in front of its
-// ids, as a backend that namespaces ids would.
-type prefixBackend struct{ m *MemoryBackend }
-
-func (p prefixBackend) Start(deliver func(Message)) (string, error) {
-	pos, err := p.m.Start(func(msg Message) { msg.ID = "x" + msg.ID; deliver(msg) })
-	return "x" + pos, err
-}
-
-func (p prefixBackend) Publish(ctx context.Context, topics []string, id string, body []byte) (Message, error) {
-	msg, err := p.m.Publish(ctx, topics, id, body)
-	msg.ID = "x" + msg.ID
-	return msg, err
-}
-
-func (p prefixBackend) Replay(ctx context.Context, topics []string, after, until string) ([]Message, error) {
-	msgs, err := p.m.Replay(ctx, topics, after[1:], until[1:])
-	for i := range msgs {
-		msgs[i].ID = "x" + msgs[i].ID
-	}
-	return msgs, err
-}
-
-func (p prefixBackend) Close() error { return p.m.Close() }
-
-// Streams write the ids a wrapping backend gives, live and replayed.
-func TestBrokerWrappedBackendIDs(t *testing.T) {
-	b, err := NewBroker(WithBackend(prefixBackend{NewMemoryBackend(100, 0, 0)}))
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	live, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
-	require.NoError(t, err)
-	first, err := b.Publish("t", Event{Data: "1"})
-	require.NoError(t, err)
-	second, err := b.Publish("t", Event{Data: "2"})
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(second, "x"), second)
-	got := live.take()
-	require.Len(t, got, 2)
-	assert.Equal(t, "id: "+second+"\ndata: 2\n\n", string(got[1].wire))
-	back, _, err := b.subscribe(context.Background(), []string{"t"}, first, "", nil)
-	require.NoError(t, err)
-	replayed := back.take()
-	require.Len(t, replayed, 1)
-	assert.Equal(t, "id: "+second+"\ndata: 2\n\n", string(replayed[0].wire))
-	b.remove(live, false)
-	b.remove(back, false)
-}
-
-// A topic's list gives back the room a crowd of subscribers grew once most
-// of them have left.
-func TestBrokerTopicListShrinks(t *testing.T) {
-	b, err := NewBroker()
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	var subs []*subscriber
-	for range 1000 {
-		s, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
-		require.NoError(t, err)
-		subs = append(subs, s)
-	}
-	for _, s := range subs[:990] {
-		b.remove(s, false)
-	}
-	b.mu.Lock()
-	list := b.topics["t"]
-	b.mu.Unlock()
-	assert.Len(t, list, 10)
-	assert.LessOrEqual(t, cap(list), 64)
-	_, err = b.Publish("t", Event{Data: "x"})
-	require.NoError(t, err)
-	for _, s := range subs[990:] {
-		assert.Len(t, s.take(), 1)
-		b.remove(s, false)
+// BenchmarkBrokerPublish measures one publish to a topic with N parked
+// subscribers, and their taking it (the writes are measured in bench/).
+func BenchmarkBrokerPublish(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(strconv.Itoa(n)+"subs", func(b *testing.B) {
+			br := newTestBroker(b)
+			streams := make([]*stream, n)
+			for i := range streams {
+				streams[i], _ = sub(b, br, []string{"t"}, "")
+			}
+			ev := Event{Event: "update", Data: "The quick brown fox jumps over the lazy dog."}
+			var frames []*frame
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := br.Publish(context.Background(), "t", ev); err != nil {
+					b.Fatal(err)
+				}
+				for _, s := range streams {
+					frames, _ = s.take(frames[:0])
+					frames, _ = s.take(frames[:0]) // parks it
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
 	}
 }
 
 // BenchmarkBrokerReplay measures a reconnect that replays the 100 events
-// it missed (of a 1,000-event history), as in a reconnect storm.
+// it missed, as in a reconnect storm.
 func BenchmarkBrokerReplay(b *testing.B) {
-	br, err := NewBroker()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var resume string
-	for i := range 1000 {
-		id, err := br.Publish("t", Event{Event: "update", Data: "The quick brown fox jumps over the lazy dog."})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if i == 899 {
-			resume = id
-		}
-	}
+	br := newTestBroker(b)
+	ids := publishN(b, br, "t", 1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, _, err := br.subscribe(context.Background(), []string{"t"}, resume, "", nil)
+		s, _, err := br.subscribe(context.Background(), []string{"t"}, ids[899], "", nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if n := len(s.take()); n != 100 {
-			b.Fatalf("replayed %d events, want 100", n)
+		if got := takeAll(s); len(got) != 100 {
+			b.Fatal(len(got))
 		}
-		br.remove(s, false)
+		br.remove(s)
 	}
-	_ = br.Shutdown(context.Background())
-}
-
-func TestSizeHintIsAnUpperBound(t *testing.T) {
-	events := []Event{
-		{},
-		{Data: ""},
-		{Data: "x"},
-		{ID: "7", Event: "update", Data: "a\nb\rc\r\nd", Retry: time.Duration(math.MaxInt64), Comment: "c\r\nd\re\n"},
-		{ResetID: true, Data: []byte("\r\r\n\n")},
-		{Data: json.RawMessage(`{"a":1}`)},
-		{Data: map[string]int{"a": 1}},
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	piece := func() string {
-		var b strings.Builder
-		for range rng.IntN(40) {
-			b.WriteByte("ab\r\n"[rng.IntN(4)])
-		}
-		return b.String()
-	}
-	for range 2000 {
-		events = append(events, Event{Comment: piece(), Data: piece()}, Event{Data: []byte(piece())})
-	}
-	for _, ev := range events {
-		wire, err := ev.AppendTo(nil)
-		require.NoError(t, err)
-		assert.LessOrEqual(t, len(wire), ev.sizeHint(), "%q", wire)
-	}
-}
-
-func TestFrameBufSizeClasses(t *testing.T) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	classes := map[uint32]bool{}
-	for _, c := range ms.BySize {
-		classes[c.Size] = true
-	}
-	for i, c := range frameBufs {
-		size := uint32(unsafe.Sizeof(frame{})) + uint32(c.n)
-		assert.True(t, classes[size], "frame with %d bytes: %d is not a size class", c.n, size)
-		if i > 0 {
-			assert.Greater(t, c.n, frameBufs[i-1].n, "sorted")
-		}
-		f, buf := c.alloc()
-		assert.NotNil(t, f)
-		assert.Equal(t, 0, len(buf))
-		assert.Equal(t, c.n, cap(buf))
-		assert.Equal(t, 1.0, testing.AllocsPerRun(10, func() { f, buf = c.alloc() }))
-	}
-	f, buf := newFrameBuf(frameBufs[len(frameBufs)-1].n + 1)
-	assert.NotNil(t, f)
-	assert.Equal(t, frameBufs[len(frameBufs)-1].n+1, cap(buf))
-}
-
-// An id the broker returns shares its event's bytes only when the event is
-// small, so that keeping ids never keeps large events alive.
-func TestPublishedIDsOwnTheirBytesForLargeEvents(t *testing.T) {
-	b, err := NewBroker()
-	require.NoError(t, err)
-	defer func() { _ = b.Shutdown(context.Background()) }()
-	inside := func(id string, f *frame) bool {
-		p := uintptr(unsafe.Pointer(unsafe.StringData(id)))
-		start := uintptr(unsafe.Pointer(unsafe.SliceData(f.wire)))
-		return p >= start && p < start+uintptr(len(f.wire))
-	}
-	for _, size := range []int{10, 200, 300, 5000} {
-		id, err := b.Publish("t", Event{Data: strings.Repeat("x", size)})
-		require.NoError(t, err)
-		f := b.mem.at(b.mem.n - 1).f
-		require.Equal(t, id, f.id)
-		assert.Equal(t, len(f.wire) <= 256, inside(id, f), "%d bytes of data", size)
-		msgs, err := b.mem.Replay(context.Background(), []string{"t"}, b.mem.id(b.mem.seq-1), id)
-		require.NoError(t, err)
-		require.Len(t, msgs, 1)
-		assert.Equal(t, id, msgs[0].ID)
-		assert.Equal(t, len(f.wire) <= 256, inside(msgs[0].ID, f), "message id, %d bytes of data", size)
-	}
-}
-
-// A kicked subscriber's last frames are the ones queued before the kick:
-// drain returns them with the reason, and nothing is queued after it.
-func TestSubscriberDrainAfterKick(t *testing.T) {
-	b, err := NewBroker(WithQueueSize(2))
-	require.NoError(t, err)
-	defer func() { require.NoError(t, b.Shutdown(context.Background())) }()
-	s, _, err := b.subscribe(context.Background(), []string{"t"}, "", "", nil)
-	require.NoError(t, err)
-	defer b.remove(s, false)
-
-	frames, reason := s.drain()
-	require.Empty(t, frames)
-	require.NoError(t, reason)
-
-	var ids []string
-	for range 3 { // the third overflows the queue of 2: a slow kick
-		id, err := b.Publish("t", Event{Data: "x"})
-		require.NoError(t, err)
-		ids = append(ids, id)
-	}
-	_, err = b.Publish("t", Event{Data: "after the kick"})
-	require.NoError(t, err)
-
-	frames, reason = s.drain()
-	assert.ErrorIs(t, reason, ErrSlowSubscriber)
-	var got []string
-	for _, f := range frames {
-		got = append(got, f.id)
-	}
-	assert.Equal(t, ids[:2], got, "the frames queued before the kick, and no later one")
-	frames, reason = s.drain()
-	assert.Empty(t, frames)
-	assert.ErrorIs(t, reason, ErrSlowSubscriber, "the reason stays")
-	assert.ErrorIs(t, s.kicked(), ErrSlowSubscriber)
-}
-
-// The sweep runs only while there are streams: it stops once the last one
-// ended, starts again with the next, and stops at Shutdown.
-func TestBrokerSweepRunsWhileThereAreStreams(t *testing.T) {
-	b, err := NewBroker()
-	require.NoError(t, err)
-	r := gin.New()
-	r.GET("/events", b.Handler(Topics("t"), WithHeartbeat(0)))
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-	sweeping := func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.sweeping
-	}
-	open := func() context.CancelFunc {
-		ctx, cancel := context.WithCancel(context.Background())
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
-		require.NoError(t, err)
-		res, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, res.StatusCode)
-		return func() { cancel(); _ = res.Body.Close() }
-	}
-	for range 2 {
-		leave := open()
-		require.Eventually(t, func() bool { return b.Subscribers("") == 1 }, 5*time.Second, time.Millisecond)
-		assert.True(t, sweeping())
-		leave()
-		require.Eventually(t, func() bool { return b.Subscribers("") == 0 }, 5*time.Second, time.Millisecond,
-			"the sweep ends the stream of a client that left")
-		require.Eventually(t, func() bool { return !sweeping() }, 5*time.Second, time.Millisecond,
-			"the sweep stops with the last stream")
-	}
-	leave := open()
-	defer leave()
-	require.Eventually(t, func() bool { return b.Subscribers("") == 1 }, 5*time.Second, time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, b.Shutdown(ctx))
-	assert.False(t, sweeping(), "Shutdown stops the sweep")
 }

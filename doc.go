@@ -9,7 +9,7 @@
 //
 //	b, _ := sse.NewBroker()
 //	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
-//	b.Publish("kitchen", sse.Event{Event: "kitchen", Data: state})
+//	b.Publish(ctx, "kitchen", sse.Event{Event: "kitchen", Data: state})
 //
 // Every event gets an id. A browser that reconnects sends the last one in
 // Last-Event-ID and gets exactly the events it missed, then the live ones;

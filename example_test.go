@@ -151,7 +151,7 @@ func ExampleBroker() {
 	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
 	r.POST("/rooms/:room", func(c *gin.Context) {
 		room := c.Param("room")
-		if _, err := b.Publish(room, sse.Event{Event: room, Data: c.PostForm("state")}); err != nil {
+		if _, err := b.Publish(c.Request.Context(), room, sse.Event{Event: room, Data: c.PostForm("state")}); err != nil {
 			c.AbortWithStatus(http.StatusInternalServerError)
 			return
 		}

@@ -55,7 +55,7 @@ func f(b *sse.Broker, c *gin.Context, ch chan int) {
 
 	// The right options in the right places compile.
 	require.NoError(t, check(`
-		_, _ = sse.NewBroker(sse.WithHistory(10, time.Minute, 0), sse.WithMaxPerIP(4), sse.WithTopics("a"))
+		_, _ = sse.NewBroker(sse.WithRetention(1<<20, time.Minute), sse.WithMaxPerIP(4), sse.WithTopics("a"))
 		_ = b.Handler(sse.Topics("a"), sse.WithAuthorize(nil), sse.WithHeartbeat(time.Second), sse.WithRetry(time.Second), sse.WithDone(nil))
 		_ = sse.Middleware(sse.WithHeartbeat(time.Second), sse.WithWriteTimeout(time.Second), sse.WithRequireAccept(), sse.WithLastEventIDQuery("since"))
 		_ = sse.NewWriter(nil, nil, sse.WithWriteTimeout(time.Second), sse.WithRetry(time.Second))
@@ -63,7 +63,7 @@ func f(b *sse.Broker, c *gin.Context, ch chan int) {
 		_ = sse.NewDecoder(nil, sse.WithMaxEventSize(1), sse.WithLastEventID("1"))`))
 
 	tests := []struct{ code, missing string }{
-		{`sse.NewDecoder(nil, sse.WithQueueSize(1))`, "applyDecoder"},
+		{`sse.NewDecoder(nil, sse.WithMaxTopics(1))`, "applyDecoder"},
 		{`sse.NewDecoder(nil, sse.WithTopics("a"))`, "applyDecoder"},
 		{`sse.NewBroker(sse.WithMaxEventSize(1))`, "applyBroker"},
 		{`sse.NewBroker(sse.WithEventName("x"))`, "applyBroker"},

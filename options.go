@@ -103,18 +103,34 @@ type valueConfig struct {
 // brokerConfig holds the settings of a broker.
 type brokerConfig struct {
 	backend        Backend
-	historyCount   int
-	historyAge     time.Duration
-	historyBytes   int
-	queueSize      int
-	overflow       OverflowPolicy
+	retentionBytes int
+	retentionAge   time.Duration
+	topicPolicy    func(string) TopicPolicy
+	maxTopics      int
 	maxSubscribers int
 	maxPerIP       int
+	clientIPFunc   func(*gin.Context) string
 	retryAfter     time.Duration
 	knownTopics    map[string]struct{}
 	onSubscribe    func(SubscriberInfo)
 	onUnsubscribe  func(SubscriberInfo)
 	shutdownEvent  *Event
+}
+
+// policy returns the policy of topic t.
+func (c *brokerConfig) policy(t string) TopicPolicy {
+	if c.topicPolicy == nil {
+		return TopicPolicy{}
+	}
+	return c.topicPolicy(t)
+}
+
+// clientIP returns the address the per-IP limit counts a request under.
+func (c *brokerConfig) clientIP(ctx *gin.Context) string {
+	if c.clientIPFunc != nil {
+		return c.clientIPFunc(ctx)
+	}
+	return ctx.RemoteIP()
 }
 
 // decoderConfig holds the settings of a Decoder.
@@ -184,9 +200,7 @@ func WithRetry(d time.Duration) WriterOption {
 // WithHeartbeat sets the interval of the heartbeat comment that [Stream],
 // [StreamSeq] and the broker's streams write when nothing else was written
 // for that long. It keeps proxies from closing idle streams and finds dead
-// clients. Zero disables heartbeats. Default [DefaultHeartbeat]. A broker
-// stream's heartbeat goes out within 100 ms of being due (the broker checks
-// its streams on one timer).
+// clients. Zero disables heartbeats. Default [DefaultHeartbeat].
 func WithHeartbeat(d time.Duration) MiddlewareOption {
 	return streamOpt(func(c *streamConfig) { c.heartbeat = max(d, 0) })
 }
@@ -206,7 +220,7 @@ func WithLastEventIDQuery(name string) MiddlewareOption {
 }
 
 // WithDone ends the route's streams when done is closed: [Stream] and
-// [StreamSeq] return nil, and a broker stream ends (within 100 ms). Wire it
+// [StreamSeq] return nil, and a broker stream ends. Wire it
 // to the server's shutdown so that http.Server.Shutdown does not wait for
 // streams:
 //
@@ -243,25 +257,28 @@ func WithBackend(backend Backend) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.backend = backend })
 }
 
-// WithHistory bounds the in-memory history: at most count events, none
-// older than age, at most bytes of encoded events (zero: no limit of that
-// kind). Defaults [DefaultHistoryCount], [DefaultHistoryAge],
-// [DefaultHistoryBytes]. A client whose Last-Event-ID fell out of the
-// history gets the [LostEventName] signal.
-func WithHistory(count int, age time.Duration, bytes int) BrokerOption {
-	return brokerOpt(func(c *brokerConfig) { c.historyCount, c.historyAge, c.historyBytes = count, age, bytes })
+// WithRetention bounds the history the broker keeps, over all its topics:
+// at most bytes of encoded events, none older than age (zero or less: no
+// limit of that kind). The newest event is always kept. Defaults
+// [DefaultRetentionBytes] and [DefaultRetentionAge]. A stream or a
+// reconnecting client that needs events the history no longer holds gets
+// the [LostEventName] signal, then the oldest events still kept.
+func WithRetention(bytes int, age time.Duration) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.retentionBytes, c.retentionAge = bytes, age })
 }
 
-// WithQueueSize sets how many events a subscriber may have queued before
-// [WithOverflow]'s policy applies. Default [DefaultQueueSize].
-func WithQueueSize(n int) BrokerOption {
-	return brokerOpt(func(c *brokerConfig) { c.queueSize = max(n, 1) })
+// WithTopicPolicy sets limits of each topic's own history, besides those
+// of [WithRetention]: fn is called once for each topic as the broker
+// starts keeping it. Say, LatestOnly for topics whose newest event is all
+// that matters.
+func WithTopicPolicy(fn func(topic string) TopicPolicy) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.topicPolicy = fn })
 }
 
-// WithOverflow sets what the broker does with a subscriber whose queue is
-// full. Default [OverflowDisconnect].
-func WithOverflow(p OverflowPolicy) BrokerOption {
-	return brokerOpt(func(c *brokerConfig) { c.overflow = p })
+// WithMaxTopics caps the topics of one subscription; beyond it the handler
+// answers 400 with [ErrTooManyTopics]. Default [DefaultMaxTopics].
+func WithMaxTopics(n int) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.maxTopics = max(n, 1) })
 }
 
 // WithMaxSubscribers caps the broker's subscribers; beyond it its handlers
@@ -270,11 +287,24 @@ func WithMaxSubscribers(n int) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.maxSubscribers = max(n, 0) })
 }
 
-// WithMaxPerIP caps the broker's streams from one client IP (as gin's
-// Context.ClientIP gives it); beyond it its handlers answer 429 with
-// Retry-After. Zero means no cap.
+// WithMaxPerIP caps the broker's streams from one client address; beyond
+// it its handlers answer 429 with Retry-After. Zero means no cap. The
+// address is the connection's peer (gin's Context.RemoteIP) unless
+// [WithClientIP] says otherwise.
 func WithMaxPerIP(n int) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.maxPerIP = max(n, 0) })
+}
+
+// WithClientIP sets how the broker finds a request's client address, for
+// [WithMaxPerIP] and [SubscriberInfo].ClientIP. The default, the
+// connection's peer, cannot be spoofed, but behind a reverse proxy it is
+// the proxy's. There, tell gin which proxies to trust and use its
+// Context.ClientIP:
+//
+//	r.SetTrustedProxies([]string{"10.0.0.0/8"}) // gin trusts every proxy by default
+//	b, err := sse.NewBroker(sse.WithMaxPerIP(8), sse.WithClientIP((*gin.Context).ClientIP))
+func WithClientIP(fn func(c *gin.Context) string) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.clientIPFunc = fn })
 }
 
 // WithRetryAfter sets the Retry-After the broker's handlers send with 503

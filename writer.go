@@ -225,27 +225,6 @@ func (w *Writer) Err() error {
 	return w.err
 }
 
-// due reports whether the stream's goroutine has work besides events: its
-// client left, the done channel of [WithDone] closed, or it has been idle
-// for a heartbeat.
-func (w *Writer) due(now time.Time) bool {
-	if w.ctx.Err() != nil || w.stopped() {
-		return true
-	}
-	hb := w.cfg.heartbeat
-	return hb > 0 && w.idle(now) >= hb
-}
-
-// stopped reports whether the done channel of [WithDone] is closed.
-func (w *Writer) stopped() bool {
-	select {
-	case <-w.cfg.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // idle returns how long ago the last write began. now must hold a
 // monotonic clock reading (as time.Now's does): a wall clock that is
 // stepped back neither stops heartbeats nor fires them early.

@@ -511,7 +511,7 @@ func TestBrokerExactlyOnce(t *testing.T) {
 	go func() {
 		<-first
 		for i := range total {
-			if _, err := b.Publish("t", sse.Event{Data: strconv.Itoa(i)}); err != nil {
+			if _, err := b.Publish(context.Background(), "t", sse.Event{Data: strconv.Itoa(i)}); err != nil {
 				published <- err
 				return
 			}

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ func TestBadInput(t *testing.T) {
 	b, err := sse.NewBroker(
 		sse.WithTopics("a", "big", "secret"),
 		sse.WithMaxPerIP(maxPerIP),
-		sse.WithHistory(16, time.Hour, 0),
+		sse.WithRetention(1<<20, time.Hour), // 16 events of 64 KiB
 		sse.WithRetryAfter(2*time.Second),
 	)
 	require.NoError(t, err)
@@ -65,7 +66,7 @@ func TestBadInput(t *testing.T) {
 	ping := func(t *testing.T) {
 		t.Helper()
 		want := fmt.Sprintf("ping-%d", nPing.Add(1))
-		_, err := b.Publish("a", sse.Event{Data: want})
+		_, err := b.Publish(context.Background(), "a", sse.Event{Data: want})
 		require.NoError(t, err)
 		for {
 			select {
@@ -185,7 +186,7 @@ func TestBadInput(t *testing.T) {
 		defer tick.Stop()
 		for b.Subscribers("big") > 0 {
 			require.Less(t, published, 3000, "clients that never read were not disconnected")
-			_, err := b.Publish("big", sse.Event{Data: payload})
+			_, err := b.Publish(context.Background(), "big", sse.Event{Data: payload})
 			require.NoError(t, err)
 			published++
 			select {

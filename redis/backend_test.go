@@ -49,7 +49,7 @@ func TestTwoBrokersShareRedis(t *testing.T) {
 	assert.Equal(t, id4, next(t, onA).ID)
 	assert.Equal(t, id3, next(t, onB).ID)
 
-	_, err = a.broker.Publish("kitchen", sse.Event{ID: "mine", Data: "x"})
+	_, err = a.broker.Publish(context.Background(), "kitchen", sse.Event{ID: "mine", Data: "x"})
 	assert.ErrorIs(t, err, sseredis.ErrOwnID)
 }
 
@@ -144,10 +144,12 @@ func TestRedisRestart(t *testing.T) {
 			heartbeats++
 		}
 	}
-	// A reconnect that needs a replay meanwhile is asked to come back later
-	// with the same Last-Event-ID: a short stream holding a retry field
-	// (an error status would end a browser's EventSource for good).
-	res, err := http.Get(a.url + "?topic=t&lastEventId=" + before)
+	// A reconnect that needs a replay from Redis meanwhile (its id is
+	// older than what the broker keeps in memory) is asked to come back
+	// later with the same Last-Event-ID: a short stream holding a retry
+	// field (an error status would end a browser's EventSource for good).
+	// One whose id the broker still keeps is served from memory.
+	res, err := http.Get(a.url + "?topic=t&lastEventId=0-1")
 	require.NoError(t, err)
 	body, err := io.ReadAll(res.Body)
 	_ = res.Body.Close()
@@ -156,7 +158,7 @@ func TestRedisRestart(t *testing.T) {
 	assert.Equal(t, sse.ContentType, res.Header.Get("Content-Type"))
 	assert.Contains(t, string(body), "\nretry: ")
 	assert.NotContains(t, string(body), "\nid:", "the client keeps its Last-Event-ID")
-	_, err = a.broker.Publish("t", sse.Event{Data: "while down"})
+	_, err = a.broker.Publish(context.Background(), "t", sse.Event{Data: "while down"})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
 	select { // B's reader noticed
@@ -172,7 +174,7 @@ func TestRedisRestart(t *testing.T) {
 	var after []string
 	deadline := time.Now().Add(guard)
 	for len(after) < 3 {
-		id, err := a.broker.Publish("t", sse.Event{Data: "after " + strconv.Itoa(len(after))})
+		id, err := a.broker.Publish(context.Background(), "t", sse.Event{Data: "after " + strconv.Itoa(len(after))})
 		if err != nil {
 			require.ErrorIs(t, err, sseredis.ErrUnavailable)
 			require.True(t, time.Now().Before(deadline), "Redis did not come back: %v", err)
@@ -195,12 +197,16 @@ func TestRedisRestart(t *testing.T) {
 // events-lost signal; unknown and malformed ones too.
 func TestTrimmedHistorySignalsLost(t *testing.T) {
 	needRedis(t)
-	n := newNode(t, redisAddr, testPrefix(t), sseredis.WithMaxLen(10))
+	prefix := testPrefix(t)
+	n := newNode(t, redisAddr, prefix, sseredis.WithMaxLen(10))
 	old := n.publish(t, "t", "old")
 	var last string
 	for i := range 300 { // MAXLEN ~ trims whole radix nodes of 100 entries
 		last = n.publish(t, "t", strconv.Itoa(i))
 	}
+	// A broker keeps recent events in memory and asks Redis only for older
+	// ones: a broker that started after the publishes has none of them.
+	fresh := newNode(t, redisAddr, prefix, sseredis.WithMaxLen(10))
 	cases := []struct{ lastID, reason string }{
 		{old, "expired"},
 		{"99999999999999-0", "unknown"},
@@ -208,7 +214,7 @@ func TestTrimmedHistorySignalsLost(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.reason, func(t *testing.T) {
-			s := n.connect(t, c.lastID, "t")
+			s := fresh.connect(t, c.lastID, "t")
 			assert.Equal(t, c.reason, s.Response.Header.Get(sse.HeaderEventsLost))
 			ev := next(t, s)
 			assert.Equal(t, sse.LostEventName, ev.Event)

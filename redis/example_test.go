@@ -21,7 +21,7 @@ func ExampleNew() {
 	r := gin.Default()
 	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))
 	r.POST("/kitchen", func(c *gin.Context) {
-		id, err := b.Publish("kitchen", sse.Event{Event: "kitchen", Data: c.PostForm("state")})
+		id, err := b.Publish(c.Request.Context(), "kitchen", sse.Event{Event: "kitchen", Data: c.PostForm("state")})
 		if errors.Is(err, sseredis.ErrUnavailable) {
 			c.AbortWithStatus(503)
 			return

@@ -98,7 +98,7 @@ func (n *node) connect(t *testing.T, lastID string, topics ...string) *ssetest.S
 // publish publishes data on topic through n and returns its id.
 func (n *node) publish(t *testing.T, topic, data string) string {
 	t.Helper()
-	id, err := n.broker.Publish(topic, sse.Event{Event: topic, Data: data})
+	id, err := n.broker.Publish(context.Background(), topic, sse.Event{Event: topic, Data: data})
 	require.NoError(t, err)
 	return id
 }

@@ -51,7 +51,7 @@ func (c *counter) event() sse.Event {
 func (c *counter) publish(sse.SubscriberInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.b.Publish(topic, c.event()); err != nil && !errors.Is(err, sse.ErrBrokerClosed) {
+	if _, err := c.b.Publish(context.Background(), topic, c.event()); err != nil && !errors.Is(err, sse.ErrBrokerClosed) {
 		log.Printf("publish: %v", err)
 	}
 }
@@ -72,7 +72,8 @@ func main() {
 	c := &counter{}
 	b, err := sse.NewBroker(
 		sse.WithTopics(topic),
-		sse.WithHistory(100, time.Hour, 0), // a reconnect only needs the latest count
+		// A reconnect only needs the latest count.
+		sse.WithTopicPolicy(func(string) sse.TopicPolicy { return sse.TopicPolicy{LatestOnly: true} }),
 		// Everyone hears about every arrival and departure...
 		sse.WithOnSubscribe(c.publish),
 		sse.WithOnUnsubscribe(c.publish),

@@ -15,7 +15,7 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "listen address")
 	flag.Parse()
 
-	b, err := sse.NewBroker() // in-memory history: 1,000 events kept for replay
+	b, err := sse.NewBroker() // keeps the last 5 minutes of events (up to 64 MiB) for replay
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func main() {
 			c.JSON(http.StatusBadRequest, gin.H{"error": "text is empty"})
 			return
 		}
-		id, err := b.Publish("chat", sse.Event{Event: "chat", Data: text})
+		id, err := b.Publish(c.Request.Context(), "chat", sse.Event{Event: "chat", Data: text})
 		if err != nil {
 			c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
 			return

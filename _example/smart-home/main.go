@@ -188,7 +188,7 @@ func (h *home) set(room string, changes map[string]string) (RoomState, error) {
 		*f = v
 	}
 	next.Updated = time.Now().UTC().Format(updatedLayout)
-	if _, err := h.b.Publish(room, event(next)); err != nil {
+	if _, err := h.b.Publish(context.Background(), room, event(next)); err != nil {
 		return RoomState{}, err
 	}
 	*cur = next
@@ -361,7 +361,7 @@ func main() {
 	simMin := flag.Duration("simulate-min", 2*time.Second, "shortest interval between simulated changes")
 	simMax := flag.Duration("simulate-max", 6*time.Second, "longest interval between simulated changes")
 	retry := flag.Duration("retry", time.Second, "how long browsers wait before reconnecting (sent as retry:)")
-	history := flag.Int("history", 1000, "events kept for clients that reconnect")
+	history := flag.Int("history", 1000, "events kept per room for clients that reconnect")
 	readTimeout := flag.Duration("read-timeout", 30*time.Second, "longest time to read a request, body included (streams are not cut)")
 	debug := flag.Bool("debug", false, "gin debug mode and request logging")
 	flag.Parse()
@@ -384,7 +384,7 @@ func main() {
 	}
 	b, err := sse.NewBroker(
 		sse.WithTopics(names...), // any other ?room= gets 404
-		sse.WithHistory(*history, time.Hour, 0),
+		sse.WithTopicPolicy(func(string) sse.TopicPolicy { return sse.TopicPolicy{MaxEvents: *history} }),
 	)
 	if err != nil {
 		log.Fatal(err)

@@ -15,16 +15,16 @@ type ginSSE struct {
 	r *gin.Engine
 }
 
-func newGinSSE(o Options, extra ...sse.BrokerOption) (*ginSSE, error) {
-	b, err := sse.NewBroker(append([]sse.BrokerOption{
-		sse.WithQueueSize(o.QueueSize),
-	}, extra...)...)
+// newGinSSE runs the broker with its default options, as the README's
+// quick start does (extra only chooses a backend).
+func newGinSSE(_ Options, extra ...sse.BrokerOption) (*ginSSE, error) {
+	b, err := sse.NewBroker(extra...)
 	if err != nil {
 		return nil, err
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.Topics("t"), sse.WithHeartbeat(time.Duration(o.Heartbeat)*time.Second)))
+	r.GET("/events", b.Handler(sse.Topics("t")))
 	return &ginSSE{b: b, r: r}, nil
 }
 
@@ -33,7 +33,7 @@ func (g *ginSSE) Handler() http.Handler { return g.r }
 func (g *ginSSE) Publish(_ int, data []byte) error {
 	// The broker gives the event its id. It encodes the event before
 	// Publish returns, so data (a reused buffer) needs no copy.
-	_, err := g.b.Publish("t", sse.Event{Data: data})
+	_, err := g.b.Publish(context.Background(), "t", sse.Event{Data: data})
 	return err
 }
 

@@ -26,11 +26,11 @@ type Impl interface {
 
 // Options tune the implementations that have settings.
 type Options struct {
-	// QueueSize is gin-sse's per-subscriber queue (WithQueueSize) and the
-	// buffer of the hand-written gin fan-out's channels.
+	// QueueSize is the buffer of the hand-written gin fan-out's channels.
+	// (gin-sse runs with its default options.)
 	QueueSize int
-	// Heartbeat is gin-sse's heartbeat interval (0 disables it; the peers
-	// send none).
+	// Heartbeat is unused: gin-sse runs with its default heartbeat, and
+	// the peers send none.
 	Heartbeat int // seconds
 	// RedisAddr is the Redis of gin-sse-redis (host:port).
 	RedisAddr string

@@ -63,7 +63,7 @@ func newRouter(b *sse.Broker, name string) *gin.Engine {
 			c.JSON(http.StatusBadRequest, gin.H{"error": "text: 1 to 500 bytes"})
 			return
 		}
-		id, err := b.Publish("chat", sse.Event{Event: "chat", Data: message{From: name, Text: text, Time: time.Now().Format(time.TimeOnly)}})
+		id, err := b.Publish(c.Request.Context(), "chat", sse.Event{Event: "chat", Data: message{From: name, Text: text, Time: time.Now().Format(time.TimeOnly)}})
 		switch {
 		case errors.Is(err, sseredis.ErrUnavailable):
 			c.Header("Retry-After", "1")
