@@ -130,9 +130,9 @@ type Broker struct {
 
 	mu        sync.Mutex
 	logs      map[string]*topicLog
-	all       []*frame // every frame kept, oldest first, from allStart; nil once forgotten
-	allStart  int
-	allBase   uint64            // index of b.all[allStart] over the broker's whole history
+	all       ring              // every frame kept, oldest first; nil once forgotten
+	allBase   uint64            // index of all's oldest over the broker's whole history
+	now       time.Duration     // the time since start, as of the last tick
 	bytes     int               // of the frames kept
 	count     int               // frames kept
 	index     map[string]uint64 // seq of the frames kept whose id is not the broker's own
@@ -177,7 +177,7 @@ func NewBroker(opts ...BrokerOption) (*Broker, error) {
 		drained: make(chan struct{}),
 	}
 	b.position = b.epoch + "-0"
-	b.janitor = time.AfterFunc(time.Hour, b.sweepOld)
+	b.janitor = time.AfterFunc(time.Hour, b.tick)
 	b.janitor.Stop()
 	if b.backend != nil {
 		pos, err := b.backend.Start(b.dispatch)
@@ -210,7 +210,15 @@ func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	topics, err := b.checkTopics(topics, 0)
+	// One topic, the usual case, needs no slice of its own: the frame
+	// takes its log's.
+	var single string
+	var err error
+	if len(topics) == 1 {
+		single, err = topics[0], b.checkTopic(topics[0])
+	} else {
+		topics, err = b.checkTopics(topics, 0)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -236,6 +244,9 @@ func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (
 		if b.isClosed() {
 			return "", ErrBrokerClosed
 		}
+		if single != "" {
+			topics = []string{single}
+		}
 		msg, err := b.backend.Publish(ctx, topics, id, buf[room:])
 		if errors.Is(err, ErrBackendClosed) && b.isClosed() {
 			return "", fmt.Errorf("%w: %w", ErrBrokerClosed, err)
@@ -260,13 +271,22 @@ func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (
 	}
 	b.seq++
 	if own {
-		id = b.epoch + "-" + strconv.FormatUint(b.seq, 10)
+		var num [64]byte
+		id = string(strconv.AppendUint(append(append(num[:0], b.epoch...), '-'), b.seq, 10))
 	}
 	head := buf[room-len("id: \n")-len(id) : room]
 	copy(head, "id: ")
 	copy(head[len("id: "):], id)
 	head[len(head)-1] = '\n'
-	b.appendLocked(&frame{seq: b.seq, id: id, wire: buf[room-len(head):], topics: topics, own: own})
+	var l *topicLog
+	if single != "" {
+		l = b.logFor(single)
+		topics = l.self
+	}
+	if !b.janitorOn && b.cfg.retentionAge > 0 { // the clock only moves while events are kept
+		b.now = time.Since(b.start)
+	}
+	b.appendLocked(&frame{seq: b.seq, id: id, wire: buf[room-len(head):], topics: topics, own: own}, l)
 	b.published.Add(1)
 	return id, nil
 }
@@ -287,7 +307,10 @@ func (b *Broker) dispatch(msg Message) {
 		return
 	}
 	b.seq++
-	b.appendLocked(&frame{seq: b.seq, id: msg.ID, wire: wire, topics: topics})
+	if !b.janitorOn && b.cfg.retentionAge > 0 {
+		b.now = time.Since(b.start)
+	}
+	b.appendLocked(&frame{seq: b.seq, id: msg.ID, wire: wire, topics: topics}, nil)
 }
 
 // ownID reports whether id has the form of the ids the broker gives out.

@@ -176,7 +176,7 @@ func TestBrokerOverrunIsSignalled(t *testing.T) {
 				_, err := b.PublishTopics(context.Background(), tp, Event{Data: "x"})
 				require.NoError(t, err)
 				b.mu.Lock()
-				published = append(published, b.all[len(b.all)-1])
+				published = append(published, b.all.at(b.all.n-1))
 				b.mu.Unlock()
 			}
 			for _, r := range readers {

@@ -92,11 +92,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	}
 	s.cursors = make([]cursor, len(topics))
 	for i, t := range topics {
-		l := b.logs[t]
-		if l == nil {
-			l = &topicLog{name: t, policy: b.cfg.policy(t)}
-			b.logs[t] = l
-		}
+		l := b.logFor(t)
 		l.subs++
 		s.cursors[i] = cursor{log: l, next: l.end(), s: s}
 	}

@@ -258,7 +258,8 @@ func WithBackend(backend Backend) BrokerOption {
 }
 
 // WithRetention bounds the history the broker keeps, over all its topics:
-// at most bytes of encoded events, none older than age (zero or less: no
+// at most bytes of memory (the events' encoding and about 150 bytes of
+// bookkeeping per event), none older than age (zero or less: no
 // limit of that kind). The newest event is always kept. Defaults
 // [DefaultRetentionBytes] and [DefaultRetentionAge]. A stream or a
 // reconnecting client that needs events the history no longer holds gets
