@@ -59,7 +59,8 @@ const (
 	// "lastEventId": "<the client's last id>"}. Listen for it with
 	// addEventListener("events-lost", ...) and reload the state the
 	// stream would have updated. The events after it are the oldest the
-	// broker still has (or, with [WithInitialEvents], the current state).
+	// broker still has in memory (or, with [WithInitialEvents], the
+	// current state; when the backend lost them, the live ones).
 	LostEventName = "events-lost"
 	// HeaderEventsLost is the response header set on a stream that starts
 	// with the signal, with the same reason as the event.
@@ -437,6 +438,7 @@ func lostFrame(err error, lastID, id string) *frame {
 //
 //	srv.RegisterOnShutdown(func() { _ = broker.Shutdown(context.Background()) })
 func (b *Broker) Shutdown(ctx context.Context) error {
+	var left []*stream
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
@@ -446,6 +448,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			s.closeLocked(ErrBrokerClosed)
 			if s.w == nil { // a Go subscription leaves at once
 				b.removeLocked(s)
+				left = append(left, s)
 			}
 		}
 		if b.streams == 0 {
@@ -453,6 +456,11 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 	}
 	b.mu.Unlock()
+	if hook := b.cfg.onUnsubscribe; hook != nil {
+		for _, s := range left {
+			hook(s.info)
+		}
+	}
 	select {
 	case <-b.drained:
 		if b.backend != nil {

@@ -47,11 +47,12 @@ type frame struct {
 // size returns the memory f takes in the history: its encoding, its id,
 // the frame and its places in the history's rings.
 func (f *frame) size() int {
-	return len(f.wire) + len(f.id) + frameOverhead + 8*len(f.topics)
+	return cap(f.wire) + len(f.id) + frameOverhead + 8*len(f.topics)
 }
 
-// frameOverhead is the size of a frame and its place in b.all.
-var frameOverhead = int(reflect.TypeFor[frame]().Size()) + 8
+// frameOverhead is the size of a frame, its place in b.all and the room
+// left in front of its encoding for the id.
+var frameOverhead = int(reflect.TypeFor[frame]().Size()) + 8 + 24
 
 // ring is a queue of frames over a circular buffer whose length is a power
 // of two: pushing and popping move no other element.

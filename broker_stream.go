@@ -127,21 +127,20 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	}
 	b.mu.Unlock()
 
+	var head []*frame // sent before the logs
 	if askBackend {
-		var head []*frame
 		head, lost, err = b.replay(ctx, s, lastID, position)
 		if err != nil {
 			b.remove(s)
 			return nil, nil, err
 		}
-		s.head = head
 	}
 	if lost != nil {
 		id := "" // the client keeps its last id: the events that follow have theirs
 		if initial != nil {
 			id = position // the state that follows is as of position
 		}
-		s.head = append(s.head, lostFrame(lost, lastID, id))
+		head = append(head, lostFrame(lost, lastID, id))
 		b.lost.Add(1)
 	}
 	if initial != nil && (lastID == "" || lost != nil) {
@@ -159,9 +158,14 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 				b.remove(s)
 				return nil, nil, err
 			}
-			s.head = append(s.head, &frame{id: ev.ID, wire: wire})
+			head = append(head, &frame{id: ev.ID, wire: wire})
 		}
 	}
+	b.mu.Lock()
+	if _, ok := b.subs[s]; ok { // not removed meanwhile by a shutdown
+		s.head = head
+	}
+	b.mu.Unlock()
 	if hook := b.cfg.onSubscribe; hook != nil {
 		hook(s.info)
 	}
@@ -338,8 +342,9 @@ func (b *Broker) removeLocked(s *stream) bool {
 var errStopped = errors.New("sse: stream stopped by its done channel")
 
 // bufPool holds the buffers that batches of several frames are copied
-// into for their one write.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*batchBytes); return &b }}
+// into for their one write: at most batchBytes each, held only while a
+// stream writes.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, batchBytes); return &b }}
 
 // serve writes s's events to w until the client leaves, the done channel
 // closes, the broker shuts down or a write fails. It waits for its wake
@@ -397,25 +402,41 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *stream) error {
 	}
 }
 
-// write writes frames in one write and one flush.
+// write writes frames in one write and one flush, or a few when they do
+// not fit in one buffer (a frame larger than one is written as it is).
 func (b *Broker) write(w *Writer, frames []*frame) error {
-	var err error
 	if len(frames) == 1 {
-		err = w.writeFrames(frames[0].wire, 1)
-	} else {
-		bp := bufPool.Get().(*[]byte)
-		buf := (*bp)[:0]
-		for _, f := range frames {
-			buf = append(buf, f.wire...)
-		}
-		err = w.writeFrames(buf, len(frames))
-		if cap(buf) <= 2*batchBytes {
-			*bp = buf
-			bufPool.Put(bp)
-		}
+		return b.written(len(frames), w.writeFrames(frames[0].wire, 1))
 	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf, n := (*bp)[:0], 0
+	for _, f := range frames {
+		if len(buf)+len(f.wire) > cap(buf) && n > 0 {
+			if err := b.written(n, w.writeFrames(buf, n)); err != nil {
+				return err
+			}
+			buf, n = buf[:0], 0
+		}
+		if len(f.wire) > cap(buf) {
+			if err := b.written(1, w.writeFrames(f.wire, 1)); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = append(buf, f.wire...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return b.written(n, w.writeFrames(buf, n))
+}
+
+// written counts n frames written, unless err.
+func (b *Broker) written(n int, err error) error {
 	if err == nil {
-		b.delivered.Add(uint64(len(frames)))
+		b.delivered.Add(uint64(n))
 	}
 	return err
 }
