@@ -39,6 +39,23 @@ type scenario struct {
 	Rate    int    `json:"rate"`
 	Size    int    `json:"size"`
 	Idle    bool   `json:"idle"`
+	// Topics spreads streams and events over this many topics; only the
+	// implementations of impls.TopicNames run such a scenario.
+	Topics int `json:"topics,omitempty"`
+}
+
+// implsOf returns those of names that run sc.
+func implsOf(sc scenario, names []string) []string {
+	if sc.Topics <= 1 {
+		return names
+	}
+	var out []string
+	for _, n := range names {
+		if slices.Contains(impls.TopicNames, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func scenarios(quick bool) []scenario {
@@ -48,6 +65,7 @@ func scenarios(quick bool) []scenario {
 			{Key: "b", Title: "latency: 1,000 subscribers, 100 events/s for 3 s", Clients: 1000, Events: 300, Rate: 100, Size: 64},
 			{Key: "c", Title: "memory: 2,000 idle connections", Clients: 2000, Events: 1, Size: 64, Idle: true},
 			{Key: "d", Title: "single stream: 1 subscriber × 50,000 small events", Clients: 1, Events: 50000},
+			{Key: "e", Title: "many topics: 2,000 subscribers on 2,000 topics, 5,000 events/s for 3 s", Clients: 2000, Events: 15000, Rate: 5000, Size: 64, Topics: 2000},
 		}
 	}
 	return []scenario{
@@ -55,6 +73,7 @@ func scenarios(quick bool) []scenario {
 		{Key: "b", Title: "latency: 5,000 subscribers, 100 events/s for 10 s", Clients: 5000, Events: 1000, Rate: 100, Size: 64},
 		{Key: "c", Title: "memory: 10,000 idle connections", Clients: 10000, Events: 1, Size: 64, Idle: true},
 		{Key: "d", Title: "single stream: 1 subscriber × 200,000 small events", Clients: 1, Events: 200000},
+		{Key: "e", Title: "many topics: 10,000 subscribers on 10,000 topics, 20,000 events/s for 10 s", Clients: 10000, Events: 200000, Rate: 20000, Size: 64, Topics: 10000},
 	}
 }
 
@@ -110,7 +129,7 @@ func main() {
 	quick := flag.Bool("quick", false, "scaled-down scenarios (under 2 minutes)")
 	rounds := flag.Int("rounds", 0, "rounds per scenario, the median is reported (default 3, or 2 with -quick)")
 	implList := flag.String("impls", strings.Join(impls.Names, ","), "implementations, comma-separated; "+impls.RedisName+" (not in the default list) runs against a redis-server that benchall starts")
-	scenList := flag.String("scenarios", "a,b,c,d", "scenarios, comma-separated")
+	scenList := flag.String("scenarios", "a,b,c,d,e", "scenarios, comma-separated")
 	bin := flag.String("bin", "bin", "directory holding sseserver and sseload")
 	out := flag.String("out", "results.json", "JSON results file ('' to skip)")
 	svg := flag.String("svg", "results.svg", "SVG chart file ('' to skip)")
@@ -166,6 +185,7 @@ func main() {
 	rep := report{Started: time.Now(), Quick: *quick, Rounds: *rounds, Impls: names, Scenarios: scens, Medians: map[string][]*summary{}}
 	for _, sc := range scens {
 		fmt.Fprintf(os.Stderr, "== (%s) %s\n", sc.Key, sc.Title)
+		names := implsOf(sc, names)
 		for r := range *rounds {
 			order := append(slices.Clone(names[r%len(names):]), names[:r%len(names)]...)
 			for _, name := range order {
@@ -261,7 +281,7 @@ func measure(bin, impl string, sc scenario, cpuprofile string) (load.Result, flo
 	defer cancel()
 	largs := []string{"-json", "-url", "http://" + addr,
 		"-clients", fmt.Sprint(sc.Clients), "-events", fmt.Sprint(sc.Events),
-		"-rate", fmt.Sprint(sc.Rate), "-size", fmt.Sprint(sc.Size)}
+		"-rate", fmt.Sprint(sc.Rate), "-size", fmt.Sprint(sc.Size), "-topics", fmt.Sprint(max(sc.Topics, 1))}
 	if sc.Idle {
 		largs = append(largs, "-idle")
 	}

@@ -38,6 +38,7 @@ func main() {
 	clients := flag.Int("clients", 10000, "clients held open")
 	duration := flag.Duration("duration", 60*time.Second, "how long the clients are held while events are published")
 	rate := flag.Int("rate", 10, "events published per second on the one topic")
+	burst := flag.Int("burst", 1, "publish in bursts of this many events at once (at the same average rate)")
 	size := flag.Int("size", 64, "event data size in bytes")
 	meanCut := flag.Duration("mean-cut", 10*time.Second, "mean time between a client's own disconnects (exponential)")
 	retry := flag.Duration("retry", 100*time.Millisecond, "client reconnection time")
@@ -53,7 +54,7 @@ func main() {
 	raiseNoFile()
 
 	ok, err := run(cfg{
-		clients: *clients, duration: *duration, rate: *rate, size: *size, meanCut: *meanCut, retry: *retry,
+		clients: *clients, duration: *duration, rate: *rate, burst: *burst, size: *size, meanCut: *meanCut, retry: *retry,
 		server: *server, addr: *addr, sourceAddrs: *sourceAddrs, drain: *drain, settle: *settle,
 		profile: *profile, reference: *ref, refDuration: *refDuration,
 	})
@@ -69,6 +70,7 @@ type cfg struct {
 	clients        int
 	duration       time.Duration
 	rate, size     int
+	burst          int
 	meanCut, retry time.Duration
 	server, addr   string
 	sourceAddrs    int
@@ -276,7 +278,7 @@ func soak(bin string, c cfg, impl string, drain time.Duration, hc *http.Client) 
 	}()
 
 	cutting.Store(true)
-	res, err := hc.Post(fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d", base, n, c.rate, c.size), "", nil)
+	res, err := hc.Post(fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d&burst=%d", base, n, c.rate, c.size, c.burst), "", nil)
 	if err != nil {
 		return o, err
 	}
@@ -393,8 +395,8 @@ func run(c cfg) (bool, error) {
 		return false, err
 	}
 	ok := o.ok()
-	fmt.Printf("\n#### Soak: %d clients × %v, %d events/s (%d B), mean %v between a client's disconnects\n\n",
-		c.clients, c.duration, c.rate, c.size, c.meanCut)
+	fmt.Printf("\n#### Soak: %d clients × %v, %d events/s (%d B) in bursts of %d, mean %v between a client's disconnects\n\n",
+		c.clients, c.duration, c.rate, c.size, c.burst, c.meanCut)
 	fmt.Println("| published | delivered | expected | reconnects | losses | duplicates | client errors | result |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---|")
 	result := "ok"

@@ -26,6 +26,7 @@ func main() {
 	flag.IntVar(&cfg.Events, "events", 1000, "events to publish")
 	flag.IntVar(&cfg.Rate, "rate", 0, "events per second (0: as fast as possible)")
 	flag.IntVar(&cfg.Size, "size", 64, "pad each event's data to this many bytes")
+	flag.IntVar(&cfg.Topics, "topics", 1, "spread streams and events over this many topics")
 	flag.BoolVar(&cfg.Idle, "idle", false, "measure the server's RSS per open stream")
 	flag.DurationVar(&cfg.Settle, "settle", 2*time.Second, "with -idle, wait this long before reading RSS")
 	flag.DurationVar(&cfg.Stall, "stall", 10*time.Second, "give up when no event arrives for this long")

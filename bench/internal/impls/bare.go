@@ -11,7 +11,8 @@ import (
 // in one Write and one Flush.
 type bare struct {
 	mu   sync.Mutex
-	subs map[*bareSub]struct{}
+	subs map[string]map[*bareSub]struct{} // by topic (query parameter "stream")
+	n    int
 }
 
 type bareSub struct {
@@ -21,9 +22,11 @@ type bareSub struct {
 	signal chan struct{}
 }
 
-func newBare() *bare { return &bare{subs: make(map[*bareSub]struct{})} }
+func newBare() *bare { return &bare{subs: make(map[string]map[*bareSub]struct{})} }
 
-func (b *bare) Publish(seq int, data []byte) error {
+func (b *bare) Publish(seq int, data []byte) error { return b.PublishTopic("t", seq, data) }
+
+func (b *bare) PublishTopic(topic string, seq int, data []byte) error {
 	frame := make([]byte, 0, len("id: \ndata: \n\n")+20+len(data))
 	frame = append(frame, "id: "...)
 	frame = strconv.AppendInt(frame, int64(seq), 10)
@@ -31,7 +34,7 @@ func (b *bare) Publish(seq int, data []byte) error {
 	frame = append(frame, data...)
 	frame = append(frame, "\n\n"...)
 	b.mu.Lock()
-	for s := range b.subs {
+	for s := range b.subs[topic] {
 		s.mu.Lock()
 		s.queue = append(s.queue, frame)
 		s.mu.Unlock()
@@ -47,7 +50,7 @@ func (b *bare) Publish(seq int, data []byte) error {
 func (b *bare) Subscribers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.subs)
+	return b.n
 }
 
 func (b *bare) Close() {}
@@ -66,12 +69,21 @@ func (b *bare) Handler() http.Handler {
 		fl.Flush()
 
 		s := &bareSub{signal: make(chan struct{}, 1)}
+		topic := r.URL.Query().Get("stream")
 		b.mu.Lock()
-		b.subs[s] = struct{}{}
+		if b.subs[topic] == nil {
+			b.subs[topic] = make(map[*bareSub]struct{})
+		}
+		b.subs[topic][s] = struct{}{}
+		b.n++
 		b.mu.Unlock()
 		defer func() {
 			b.mu.Lock()
-			delete(b.subs, s)
+			delete(b.subs[topic], s)
+			if len(b.subs[topic]) == 0 {
+				delete(b.subs, topic)
+			}
+			b.n--
 			b.mu.Unlock()
 		}()
 

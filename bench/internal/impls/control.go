@@ -71,8 +71,20 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	n, err1 := strconv.Atoi(q.Get("n"))
 	rate, err2 := strconv.Atoi(q.Get("rate"))
 	size, err3 := strconv.Atoi(q.Get("size"))
-	if err1 != nil || err2 != nil || err3 != nil || n < 0 || rate < 0 || size < 0 {
-		http.Error(w, "want n, rate and size as non-negative integers", http.StatusBadRequest)
+	topics, burst := 1, 1
+	var err4 error
+	if v := q.Get("topics"); v != "" {
+		topics, err3 = strconv.Atoi(v)
+	}
+	if v := q.Get("burst"); v != "" {
+		burst, err4 = strconv.Atoi(v)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || n < 0 || rate < 0 || size < 0 || topics < 1 || burst < 1 {
+		http.Error(w, "want n, rate, size, topics and burst as non-negative integers", http.StatusBadRequest)
+		return
+	}
+	if _, ok := s.impl.(TopicPublisher); topics > 1 && !ok {
+		http.Error(w, s.name+" has no topics", http.StatusBadRequest)
 		return
 	}
 	if !s.publishing.CompareAndSwap(false, true) {
@@ -81,15 +93,24 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	go func() {
 		defer s.publishing.Store(false)
-		s.Publish(n, rate, size)
+		s.Publish(n, rate, size, topics, burst)
 	}()
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// TopicPublisher is implemented by the implementations that take topics:
+// their handler subscribes to the topic in the query parameter "stream".
+type TopicPublisher interface {
+	PublishTopic(topic string, seq int, data []byte) error
+}
+
 // Publish publishes n events, rate per second (0: as fast as possible),
 // each stamped with its sequence number and its publish time: the time of
-// the call when rate is 0, else the time it is scheduled for.
-func (s *Server) Publish(n, rate, size int) {
+// the call when rate is 0, else the time it is scheduled for. With more
+// than one topic, event i goes to topic "t<i mod topics>". With a burst
+// above one, events go in bursts of that many at once, at the same average
+// rate.
+func (s *Server) Publish(n, rate, size, topics, burst int) {
 	buf := make([]byte, 0, 64+size)
 	start := time.Now()
 	for i := range n {
@@ -99,13 +120,19 @@ func (s *Server) Publish(n, rate, size int) {
 			// implementation whose Publish blocks (back-pressure) delays
 			// the events after it, and that delay is part of their
 			// latency (no coordinated omission).
-			ts = start.Add(time.Duration(int64(i) * int64(time.Second) / int64(rate)))
+			ts = start.Add(time.Duration(int64(i/burst*burst) * int64(time.Second) / int64(rate)))
 			if d := time.Until(ts); d > 0 {
 				time.Sleep(d)
 			}
 		}
 		buf = AppendPayload(buf[:0], i, ts.UnixNano(), size)
-		if err := s.impl.Publish(i, buf); err != nil {
+		var err error
+		if topics > 1 {
+			err = s.impl.(TopicPublisher).PublishTopic("t"+strconv.Itoa(i%topics), i, buf)
+		} else {
+			err = s.impl.Publish(i, buf)
+		}
+		if err != nil {
 			s.errors.Add(1)
 		}
 		s.published.Add(1)

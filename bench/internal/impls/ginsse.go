@@ -24,7 +24,7 @@ func newGinSSE(_ Options, extra ...sse.BrokerOption) (*ginSSE, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.Topics("t")))
+	r.GET("/events", b.Handler(sse.TopicsFromQuery("stream")))
 	return &ginSSE{b: b, r: r}, nil
 }
 
@@ -37,7 +37,12 @@ func (g *ginSSE) Publish(_ int, data []byte) error {
 	return err
 }
 
-func (g *ginSSE) Subscribers() int { return g.b.Subscribers("t") }
+func (g *ginSSE) PublishTopic(topic string, _ int, data []byte) error {
+	_, err := g.b.Publish(context.Background(), topic, sse.Event{Data: data})
+	return err
+}
+
+func (g *ginSSE) Subscribers() int { return g.b.Subscribers("") }
 
 func (g *ginSSE) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -36,6 +36,10 @@ type Options struct {
 	RedisAddr string
 }
 
+// TopicNames lists the implementations that take topics (see
+// TopicPublisher): the many-topics scenario runs only these.
+var TopicNames = []string{"bare", "gin-sse", RedisName}
+
 // Names lists the implementations, the ceiling (bare) first.
 var Names = []string{"bare", "gin-sse", "gin", "r3labs", "gosse"}
 

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,10 @@ type Config struct {
 	Rate int
 	// Size pads each event's data to this many bytes.
 	Size int
+	// Topics spreads the streams and the events over this many topics:
+	// stream k subscribes to topic k mod Topics, event n goes to topic n
+	// mod Topics (0 or 1: one topic for all).
+	Topics int
 	// Idle measures the server's RSS with no stream and with Clients
 	// streams open (after Settle).
 	Idle   bool
@@ -144,7 +149,10 @@ type Stats struct {
 
 // stream is one client connection and what it received.
 type stream struct {
-	events int
+	events int // the events of its topic
+	total  int // the events of the run
+	topic  int
+	topics int
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -218,8 +226,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		mem0, _ = GetStats(ctx, hc, cfg.URL+"/stats?mem=1")
 	}
 
-	req := []byte("GET /events?stream=t HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+	topics := max(cfg.Topics, 1)
+	request := func(topic int) []byte {
+		name := "t"
+		if topics > 1 {
+			name += strconv.Itoa(topic)
+		}
+		return []byte("GET /events?stream=" + name + " HTTP/1.1\r\nHost: " + u.Host +
+			"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+	}
 	var r run
 	streams := make([]*stream, cfg.Clients)
 	var wg sync.WaitGroup
@@ -227,8 +242,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	offset := rand.IntN(256)
 	connectStart := time.Now()
 	for i := range streams {
-		s := &stream{events: cfg.Events, seen: make([]uint64, (cfg.Events+63)/64), maxSeq: -1, firstPub: 1<<63 - 1,
-			lat: make([]int64, 0, cfg.Events)}
+		topic := i % topics
+		want := cfg.Events / topics
+		if topic < cfg.Events%topics {
+			want++
+		}
+		s := &stream{events: want, total: cfg.Events, topic: topic, topics: topics,
+			seen: make([]uint64, (cfg.Events+63)/64), maxSeq: -1, firstPub: 1<<63 - 1, lat: make([]int64, 0, want)}
+		req := request(topic)
 		streams[i] = s
 		var local net.Addr
 		if cfg.SourceAddrs > 0 {
@@ -282,7 +303,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.ConnectSeconds = time.Since(connectStart).Seconds()
 
 	cpu0, _ := readCPU(pid)
-	q := fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d", cfg.URL, cfg.Events, cfg.Rate, cfg.Size)
+	q := fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d&topics=%d", cfg.URL, cfg.Events, cfg.Rate, cfg.Size, topics)
 	resp, err := hc.Post(q, "text/plain", nil)
 	if err != nil {
 		return res, err
@@ -468,7 +489,7 @@ func (s *stream) event(data []byte) {
 	if ok {
 		ts, _, ok = parseInt(rest)
 	}
-	if !ok || seq < 0 || int(seq) >= s.events {
+	if !ok || seq < 0 || int(seq) >= s.total || int(seq)%s.topics != s.topic {
 		s.malformed++
 		return
 	}
