@@ -55,6 +55,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		Publishing:  s.publishing.Load(),
 		Errors:      s.errors.Load(),
 	}
+	if r, ok := s.impl.(interface{ Retained() int }); ok {
+		st.Retained = int64(r.Retained())
+	}
 	if r.URL.Query().Get("mem") == "1" {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)

@@ -44,6 +44,9 @@ func (g *ginSSE) PublishTopic(topic string, _ int, data []byte) error {
 
 func (g *ginSSE) Subscribers() int { return g.b.Subscribers("") }
 
+// Retained is the memory of the broker's history.
+func (g *ginSSE) Retained() int { return g.b.Stats().RetainedBytes }
+
 func (g *ginSSE) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -134,6 +134,9 @@ type Stats struct {
 	Published   int64  `json:"published"`
 	Publishing  bool   `json:"publishing"`
 	Errors      int64  `json:"errors"`
+	// Retained is the memory of the history an implementation keeps for
+	// replay, in bytes, for those that report it.
+	Retained int64 `json:"retained,omitempty"`
 	// With ?mem=1: the Go runtime's view of memory.
 	Goroutines  int    `json:"goroutines,omitempty"`
 	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
