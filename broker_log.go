@@ -255,9 +255,9 @@ func (b *Broker) janitorEvery() time.Duration {
 }
 
 // tick moves the clock of the age limit on and drops the events older than
-// it. It runs while events are kept: reading the clock at each publish
-// would cost a publish about a sixth more, and events live at most an
-// eighth of the age limit longer this way.
+// it. It runs while events are kept. Reading the clock at each publish
+// took about a tenth of a publish's CPU in a profile of bench/'s scenario
+// (d); this way events live at most an eighth of the age limit longer.
 func (b *Broker) tick() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
