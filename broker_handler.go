@@ -253,7 +253,9 @@ func (s *Subscription) Lost() error { return s.lost }
 
 // Next returns the next event, waiting for one. It returns an error when
 // the subscription's context is done, it was closed
-// ([ErrSubscriptionClosed]) or the broker shut down ([ErrBrokerClosed]).
+// ([ErrSubscriptionClosed]) or the broker shut down ([ErrBrokerClosed]);
+// after a close or a shutdown, the events published before are returned
+// first.
 func (s *Subscription) Next() (ReceivedEvent, error) {
 	for len(s.todo) == 0 {
 		var closed error

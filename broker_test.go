@@ -708,6 +708,27 @@ func TestBrokerSubscriptionLifecycle(t *testing.T) {
 	waitSubscribers(t, b2, 0)
 }
 
+// Shutdown does not wait for Go subscriptions nobody reads, even with the
+// context.Background() of the README's wiring: it ends them, and the
+// unsubscribe hook hears of each.
+func TestBrokerShutdownEndsUnreadSubscriptions(t *testing.T) {
+	left := make(chan []string, 2)
+	b, err := sse.NewBroker(sse.WithOnUnsubscribe(func(i sse.SubscriberInfo) { left <- i.Topics }))
+	require.NoError(t, err)
+	unread, err := b.Subscribe(context.Background(), []string{"a"}, "")
+	require.NoError(t, err)
+	publish(t, b, "a", "never read")
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown(context.Background()) }()
+	require.NoError(t, waitErr(t, done))
+	assert.Equal(t, []string{"a"}, <-left)
+	ev, err := unread.Next() // what was published before is still read
+	require.NoError(t, err)
+	assert.Equal(t, "never read", ev.Data)
+	_, err = unread.Next()
+	assert.ErrorIs(t, err, sse.ErrBrokerClosed)
+}
+
 func TestBrokerRefusesBeforeSubscribing(t *testing.T) {
 	var hooks int
 	b := newBroker(t, sse.WithOnSubscribe(func(sse.SubscriberInfo) { hooks++ }))
