@@ -86,7 +86,9 @@ func Topics(topics ...string) TopicsFunc {
 // channel and where the Last-Event-ID is read all take effect on the
 // stream the middleware opened. An Accept check ([WithRequireAccept]) that
 // fails on such a stream ends it with [ErrNotAcceptable] (recorded in
-// c.Errors) before any event, since its status was sent already.
+// c.Errors) before any event, since its status was sent already; so do the
+// other refusals. To refuse with a status, leave the middleware out of the
+// broker's routes (on a POST route, it waits for the first write).
 //
 // A stream ends as soon as its client leaves, its done channel closes or
 // the broker shuts down, even when it has nothing to write.
@@ -103,13 +105,13 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 			ts, err = b.checkTopics(ts, b.cfg.maxTopics)
 		}
 		if err != nil {
-			abortJSON(c, b.statusOf(err, http.StatusBadRequest), err)
+			refuse(c, b.statusOf(err, http.StatusBadRequest), err)
 			return
 		}
 		if hc.authorize != nil {
 			if err := hc.authorize(c, ts); err != nil {
 				err = refusal(err)
-				abortJSON(c, b.statusOf(err, http.StatusForbidden), err)
+				refuse(c, b.statusOf(err, http.StatusForbidden), err)
 				return
 			}
 		}
@@ -146,7 +148,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 				c.Header("Retry-After", b.retryAfterHeader())
 			}
-			abortJSON(c, status, err)
+			refuse(c, status, err)
 			return
 		}
 		defer b.remove(s)
@@ -202,6 +204,18 @@ func (b *Broker) writer(c *gin.Context, hc *handlerConfig) (*Writer, *streamConf
 		}
 	}
 	return w, cfg, true
+}
+
+// refuse answers status with a JSON error, or, when a Middleware in front
+// sent the stream's headers already, ends the stream with err in c.Errors
+// (no error can be written into an event stream).
+func refuse(c *gin.Context, status int, err error) {
+	if w, ok := existingWriter(c); ok && w.isStarted() {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	abortJSON(c, status, err)
 }
 
 // refusal wraps an error of the authorize hook with the sentinel of its

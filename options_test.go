@@ -147,6 +147,21 @@ func TestBrokerHandlerBehindMiddlewareRequireAccept(t *testing.T) {
 	assert.ErrorIs(t, errs[0], sse.ErrNotAcceptable)
 }
 
+// Behind a middleware that sent the headers, a refusal ends the stream and
+// is recorded, instead of writing a JSON error into the event stream.
+func TestBrokerHandlerBehindMiddlewareRefuses(t *testing.T) {
+	b := newBroker(t, sse.WithTopics("known"))
+	r := gin.New()
+	var errs []*gin.Error
+	r.GET("/events", func(c *gin.Context) { c.Next(); errs = c.Errors },
+		sse.Middleware(), b.Handler(sse.TopicsFromQuery("topic")))
+	rec, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/events?topic=other", nil))
+	require.NoError(t, err)
+	assert.Equal(t, ": ok\n\n", rec.Body)
+	require.Len(t, errs, 1)
+	assert.ErrorIs(t, errs[0], sse.ErrUnknownTopic)
+}
+
 // StreamSeq sends heartbeats while the sequence blocks, and reports a client
 // that left even when the sequence ended because of it.
 func TestStreamSeqHeartbeatsAndEnds(t *testing.T) {
