@@ -350,13 +350,11 @@ func (b *Broker) isClosed() bool {
 }
 
 // checkTopics validates topics and returns them without duplicates, in a
-// slice of their own. max, when not zero, bounds their number.
+// slice of their own. max, when not zero, bounds the number of distinct
+// topics.
 func (b *Broker) checkTopics(topics []string, max int) ([]string, error) {
 	if len(topics) == 0 {
 		return nil, ErrNoTopics
-	}
-	if max > 0 && len(topics) > max {
-		return nil, fmt.Errorf("%w: %d (at most %d)", ErrTooManyTopics, len(topics), max)
 	}
 	out := make([]string, 0, len(topics))
 	var seen map[string]struct{}
@@ -376,6 +374,9 @@ func (b *Broker) checkTopics(topics []string, max int) ([]string, error) {
 			continue
 		}
 		out = append(out, t)
+	}
+	if max > 0 && len(out) > max {
+		return nil, fmt.Errorf("%w: %d (at most %d)", ErrTooManyTopics, len(out), max)
 	}
 	return out, nil
 }

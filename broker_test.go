@@ -411,6 +411,54 @@ func TestBrokerLimits(t *testing.T) {
 	assert.Equal(t, "5", res2.Header.Get("Retry-After"))
 }
 
+// The per-IP limit counts the connection's address: a forged
+// X-Forwarded-For does not get around it. Behind a trusted proxy,
+// WithClientIP((*gin.Context).ClientIP) counts the forwarded address.
+func TestBrokerPerIPLimitAndForwardedFor(t *testing.T) {
+	get := func(url, forwarded string) *http.Response {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Forwarded-For", forwarded)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = res.Body.Close() })
+		return res
+	}
+	b := newBroker(t, sse.WithMaxPerIP(1))
+	url := brokerServer(t, b) + "?topic=a"
+	assert.Equal(t, http.StatusOK, get(url, "10.0.0.1").StatusCode)
+	assert.Equal(t, http.StatusTooManyRequests, get(url, "10.0.0.2").StatusCode, "a forged header is not a new client")
+
+	proxied := newBroker(t, sse.WithMaxPerIP(1), sse.WithClientIP((*gin.Context).ClientIP))
+	r := gin.New()
+	require.NoError(t, r.SetTrustedProxies([]string{"127.0.0.1"}))
+	r.GET("/events", proxied.Handler(sse.TopicsFromQuery("topic")))
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	url = srv.URL + "/events?topic=a"
+	assert.Equal(t, http.StatusOK, get(url, "10.0.0.1").StatusCode)
+	assert.Equal(t, http.StatusOK, get(url, "10.0.0.2").StatusCode, "another client behind the trusted proxy")
+	assert.Equal(t, http.StatusTooManyRequests, get(url, "10.0.0.1").StatusCode)
+}
+
+// A query that does not parse, or more topics than WithMaxTopics, is a 400:
+// never a subscription to part of what was asked.
+func TestBrokerTopicsQueryRefusals(t *testing.T) {
+	b := newBroker(t, sse.WithMaxTopics(3))
+	url := brokerServer(t, b)
+	for _, q := range []string{"?topic=a&x=%zz", "?topic=a;topic=b", "?topic=a&topic=b&topic=c&topic=d", "?topic=", "?other=a"} {
+		res, err := http.Get(url + q)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode, q)
+	}
+	s := connect(t, url+"?topic=a&topic=b&topic=a&topic=c") // duplicates count once
+	id := publish(t, b, "c", "x")
+	ev, err := s.Next()
+	require.NoError(t, err)
+	assert.Equal(t, id, ev.ID)
+}
+
 func TestBrokerHandlerRefusals(t *testing.T) {
 	b := newBroker(t, sse.WithTopics("public", "secret", "vip"))
 	authorize := sse.WithAuthorize(func(c *gin.Context, topics []string) error {

@@ -276,7 +276,7 @@ func WithTopicPolicy(fn func(topic string) TopicPolicy) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.topicPolicy = fn })
 }
 
-// WithMaxTopics caps the topics of one subscription; beyond it the handler
+// WithMaxTopics caps the distinct topics of one subscription; beyond it the handler
 // answers 400 with [ErrTooManyTopics]. Default [DefaultMaxTopics].
 func WithMaxTopics(n int) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.maxTopics = max(n, 1) })
