@@ -1,14 +1,14 @@
 module github.com/gin-sse/sse/bench
 
-go 1.26.0
+go 1.25.0
 
 require (
 	github.com/gin-gonic/gin v1.12.0
 	github.com/gin-sse/sse v0.0.0-00010101000000-000000000000
 	github.com/gin-sse/sse/redis v0.0.0-00010101000000-000000000000
 	github.com/r3labs/sse/v2 v2.10.0
-	github.com/redis/go-redis/v9 v9.23.0
-	github.com/tmaxmax/go-sse v0.12.0
+	github.com/redis/go-redis/v9 v9.22.0
+	github.com/tmaxmax/go-sse v0.11.0
 )
 
 require (
@@ -40,7 +40,7 @@ require (
 	golang.org/x/arch v0.22.0 // indirect
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/net v0.51.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.34.0 // indirect
 	google.golang.org/protobuf v1.36.10 // indirect
 	gopkg.in/cenkalti/backoff.v1 v1.1.0 // indirect
