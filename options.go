@@ -143,7 +143,7 @@ type decoderConfig struct {
 // Broker.Handler; writerOpt is one that also applies to NewWriter.
 type (
 	streamOpt  func(*streamConfig)
-	writerOpt  func(*streamConfig)
+	writerOpt  struct{ streamOpt }
 	handlerOpt func(*handlerConfig)
 	valueOpt   func(*valueConfig)
 	brokerOpt  func(*brokerConfig)
@@ -155,12 +155,6 @@ func (o streamOpt) applyHandler(c *handlerConfig) {
 	c.streamOpts = append(c.streamOpts, o)
 }
 func (streamOpt) middlewareOption() {}
-
-func (o writerOpt) applyHandler(c *handlerConfig) {
-	o(&c.stream)
-	c.streamOpts = append(c.streamOpts, o)
-}
-func (writerOpt) middlewareOption() {}
 func (writerOpt) writerOption()     {}
 
 func (o handlerOpt) applyHandler(c *handlerConfig) { o(c) }
@@ -187,14 +181,14 @@ func applyStreamOpts[O MiddlewareOption](c *streamConfig, opts []O) {
 // http.Server.WriteTimeout does not cut healthy long-lived streams. Zero
 // disables the deadline. Default [DefaultWriteTimeout].
 func WithWriteTimeout(d time.Duration) WriterOption {
-	return writerOpt(func(c *streamConfig) { c.writeTimeout = max(d, 0) })
+	return writerOpt{func(c *streamConfig) { c.writeTimeout = max(d, 0) }}
 }
 
 // WithRetry sends a "retry:" field before the first event, asking the
 // client to wait d before reconnecting. Browsers wait about 3 s by default;
 // a shorter wait shrinks the gap a replay has to cover.
 func WithRetry(d time.Duration) WriterOption {
-	return writerOpt(func(c *streamConfig) { c.retry = max(d, 0) })
+	return writerOpt{func(c *streamConfig) { c.retry = max(d, 0) }}
 }
 
 // WithHeartbeat sets the interval of the heartbeat comment that [Stream],

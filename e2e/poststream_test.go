@@ -363,14 +363,7 @@ func TestPostStreamPlainClient(t *testing.T) {
 		for _, mode := range chatBodyModes {
 			t.Run(mode.name, func(t *testing.T) {
 				ctx := chatTestContext(t)
-				res := postChat(t, ctx, srv, string(body), mode.chunked)
-				require.Equal(t, cs.protoMajor, res.ProtoMajor, "served over %s", res.Proto)
-				raw, err := io.ReadAll(res.Body)
-				require.NoError(t, err)
-				require.Equal(t, http.StatusOK, res.StatusCode, "body:\n%s", raw)
-				require.True(t, strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
-					"Content-Type %q, body:\n%s", res.Header.Get("Content-Type"), raw)
-				checkChatStream(t, raw)
+				postAndCheckStream(t, ctx, srv, cs, string(body), mode.chunked)
 			})
 		}
 	})
@@ -493,14 +486,7 @@ func TestPostStreamUnreadBody(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			eachChatServer(t, func(t *testing.T, srv *httptest.Server, cs chatServer) {
 				ctx := chatTestContext(t)
-				res := postChat(t, ctx, srv, padded, mode.chunked)
-				require.Equal(t, cs.protoMajor, res.ProtoMajor, "served over %s", res.Proto)
-				raw, err := io.ReadAll(res.Body)
-				require.NoError(t, err)
-				require.Equal(t, http.StatusOK, res.StatusCode, "body:\n%s", raw)
-				require.True(t, strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
-					"Content-Type %q, body:\n%s", res.Header.Get("Content-Type"), raw)
-				checkChatStream(t, raw)
+				postAndCheckStream(t, ctx, srv, cs, padded, mode.chunked)
 				// eachChatServer checks, once the server closed, that its
 				// connection did not panic after the handler returned.
 			})
@@ -611,4 +597,18 @@ func TestOpenAISDKBadRequest(t *testing.T) {
 			assert.Equal(t, cs.protoMajor, apiErr.Response.ProtoMajor, "served over %s", apiErr.Response.Proto)
 		}
 	})
+}
+
+// postAndCheckStream posts body to srv's chat route and checks that the
+// answer is the complete chat stream, over the server's protocol.
+func postAndCheckStream(t *testing.T, ctx context.Context, srv *httptest.Server, cs chatServer, body string, chunked bool) {
+	t.Helper()
+	res := postChat(t, ctx, srv, body, chunked)
+	require.Equal(t, cs.protoMajor, res.ProtoMajor, "served over %s", res.Proto)
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, "body:\n%s", raw)
+	require.True(t, strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream"),
+		"Content-Type %q, body:\n%s", res.Header.Get("Content-Type"), raw)
+	checkChatStream(t, raw)
 }
