@@ -28,6 +28,11 @@ var (
 	// ErrOverrun reports a stream that fell behind the history kept while
 	// it was connected: the events it had not read yet were dropped.
 	ErrOverrun = fmt.Errorf("%w: the stream fell behind the history kept", ErrEventsLost)
+	// ErrDataLoss reports events that the backend's store lost (a
+	// restart without persistence, a flush, a failover to a replica that
+	// lacked writes): a client's Last-Event-ID that the store no longer
+	// knows, or a hole in what it delivers.
+	ErrDataLoss = fmt.Errorf("%w: the store lost events", ErrEventsLost)
 	// ErrDuplicateID reports a published event whose own ID is already in
 	// the history.
 	ErrDuplicateID = errors.New("sse: event id already in the history")
@@ -40,9 +45,12 @@ var (
 
 // Message is one published event as a [Backend] stores and carries it.
 type Message struct {
-	// ID is the event's id: the one it was published with, or one the
-	// backend gave it.
+	// ID is the event's id: its position in the backend's history of each
+	// of its topics (one id for all of them), given by the backend.
 	ID string
+	// Topic is the topic whose log a delivered message goes to; a message
+	// published to several topics is delivered once for each of them.
+	Topic string
 	// Topics are the topics it was published to.
 	Topics []string
 	// Body is the event's wire encoding without its "id:" line, ending
@@ -51,6 +59,11 @@ type Message struct {
 	Body []byte
 	// Time is when the backend stored it.
 	Time time.Time
+	// Lost, when not nil, makes the message a gap instead of an event: the
+	// events of Topic after the one delivered before it were lost (an
+	// error wrapping [ErrEventsLost], such as [ErrDataLoss]), and delivery
+	// goes on after ID. Its streams get the [LostEventName] signal.
+	Lost error
 }
 
 // Backend stores published events and carries them to every broker that
@@ -58,39 +71,40 @@ type Message struct {
 // replay (see package github.com/gin-sse/sse/redis). Without one, a broker
 // keeps its events in memory only.
 //
-// A broker keeps the recent events its backend delivers in its own logs,
-// as it does without a backend, and asks the backend only for history
-// older than they hold.
-//
-// Ids are ordered by the backend: every message delivered has a later id
-// than the one before it.
+// Each topic has its own history in the backend, ordered by id. A broker
+// watches the topics it has subscribers for and keeps what the backend
+// delivers in its own logs, as it does without a backend; it asks the
+// backend only for history older than they hold, one topic at a time. A
+// stream on several topics gets ids that list its position in each (see
+// [Broker.Handler]), so a backend's ids must not contain a comma.
 type Backend interface {
-	// Start begins delivery: every message published from now on, by
-	// this process or another, is passed to deliver once (with all its
-	// topics), after it is stored, in publish order, with no concurrent
-	// calls. It returns the id of the last message stored before delivery
-	// began, which Replay accepts as after or until ("" when the backend
-	// has no such position). Start is called once, by [NewBroker].
-	Start(deliver func(Message)) (position string, err error)
+	// Start begins delivery: from now on, each message stored for a
+	// watched topic, by this process or another, is passed to deliver
+	// once for that topic, after it is stored, in the topic's order. Calls
+	// of deliver do not overlap. Start does not wait for the store: a
+	// store that cannot be reached yet is retried in the background.
+	Start(deliver func(Message)) error
+	// Watch begins delivery of topic. It returns its position: the id of
+	// the last message of topic stored before delivery began ("" when it
+	// has none), which Replay accepts as until. The broker calls it once
+	// before it serves a topic, and Unwatch once it no longer does.
+	Watch(ctx context.Context, topic string) (position string, err error)
+	// Unwatch ends delivery of topic. It must not block or call deliver.
+	Unwatch(topic string)
 	// Publish stores an event for topics and returns its message. id is
 	// the event's own id, or "" for the backend to give one. body is the
 	// wire encoding without an "id:" line.
 	Publish(ctx context.Context, topics []string, id string, body []byte) (Message, error)
-	// Replay returns the stored messages on any of topics published after
-	// the one with id after, up to and including the one with id until,
-	// in publish order. It returns an error wrapping [ErrEventsLost] when
-	// after is unknown or older than the history kept.
-	Replay(ctx context.Context, topics []string, after, until string) ([]Message, error)
+	// Replay returns at most limit stored messages of topic published
+	// after the one with id after ("" for the start of its history) up to
+	// and including the one with id until, in order. It returns an error
+	// wrapping [ErrEventsLost] when the history after after cannot be
+	// replayed whole: after is unknown, or events after it were dropped or
+	// lost. With until equal to after it only checks after.
+	Replay(ctx context.Context, topic, after, until string, limit int) ([]Message, error)
+	// CompareIDs returns -1, 0 or +1 as a is before, equal to or after b
+	// in the history of one topic. "" is before every id.
+	CompareIDs(a, b string) (int, error)
 	// Close stops delivery and releases the backend.
 	Close() error
-}
-
-// IDComparer is implemented by a [Backend] whose ids are ordered across
-// processes (as Redis stream ids are) and whose delivery to a process may
-// lag behind what another process already sent a client. CompareIDs
-// returns -1, 0 or +1 as a is before, equal to or after b. The broker uses
-// it when a client reconnects with an id its process has not delivered
-// yet, to skip those events instead of sending them twice.
-type IDComparer interface {
-	CompareIDs(a, b string) (int, error)
 }

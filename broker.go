@@ -55,7 +55,7 @@ var (
 // malformed, or it fell behind the history kept while connected.
 const (
 	// LostEventName is the name of the event sent in their place. Its
-	// data is JSON: {"reason": "expired"|"unknown"|"malformed"|"overrun",
+	// data is JSON: {"reason": "expired"|"unknown"|"malformed"|"overrun"|"data-loss",
 	// "lastEventId": "<the client's last id>"}. Listen for it with
 	// addEventListener("events-lost", ...) and reload the state the
 	// stream would have updated. The events after it are the oldest the
@@ -181,15 +181,9 @@ func NewBroker(opts ...BrokerOption) (*Broker, error) {
 	b.janitor = time.AfterFunc(time.Hour, b.tick)
 	b.janitor.Stop()
 	if b.backend != nil {
-		pos, err := b.backend.Start(b.dispatch)
-		if err != nil {
+		if err := b.backend.Start(b.dispatch); err != nil {
 			return nil, fmt.Errorf("sse: starting backend: %w", err)
 		}
-		b.mu.Lock()
-		if b.seq == 0 {
-			b.position = pos
-		}
-		b.mu.Unlock()
 	}
 	return b, nil
 }
@@ -303,26 +297,46 @@ func (b *Broker) publish(ctx context.Context, single string, topics []string, ev
 	return id, nil
 }
 
-// dispatch adds a message the backend delivers to the logs. The backend
-// calls it once per message, in order.
+// dispatch adds a message the backend delivers to the log of its topic,
+// if the broker serves it. The backend calls it in each topic's order.
 func (b *Broker) dispatch(msg Message) {
-	wire := make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
-	wire = append(append(append(wire, "id: "...), msg.ID...), '\n')
-	wire = append(wire, msg.Body...)
-	topics, err := b.checkTopics(msg.Topics, 0)
-	if err != nil {
-		return // not a message of a broker
+	var wire []byte
+	if msg.Lost == nil {
+		wire = make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
+		wire = append(append(append(wire, "id: "...), msg.ID...), '\n')
+		wire = append(wire, msg.Body...)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
+	l := b.logs[msg.Topic]
+	if b.closed || l == nil || !l.watched {
 		return
+	}
+	topics := l.self
+	if len(msg.Topics) > 1 {
+		topics = msg.Topics
+	}
+	if msg.Lost != nil {
+		// What the log holds is of a history the store no longer has:
+		// streams still reading it get the signal at the gap.
+		b.dropAll(l)
+		l.from = msg.ID
 	}
 	b.seq++
 	if !b.janitorOn && b.cfg.retentionAge > 0 {
 		b.now = time.Since(b.start)
 	}
-	b.appendLocked(&frame{seq: b.seq, id: msg.ID, wire: wire, topics: topics}, nil)
+	b.appendLocked(&frame{seq: b.seq, id: msg.ID, wire: wire, topics: topics, gap: msg.Lost}, l)
+}
+
+// compareIDs orders two ids of one topic of the backend; an id it cannot
+// compare is before every other.
+func (b *Broker) compareIDs(x, y string) int {
+	c, err := b.backend.CompareIDs(x, y)
+	if err != nil {
+		return -1
+	}
+	return c
 }
 
 // ownID reports whether id has the form of the ids the broker gives out.
@@ -421,6 +435,8 @@ func lostReason(err error) string {
 		return "expired"
 	case errors.Is(err, ErrOverrun):
 		return "overrun"
+	case errors.Is(err, ErrDataLoss):
+		return "data-loss"
 	default:
 		return "unknown"
 	}

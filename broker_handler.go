@@ -272,6 +272,11 @@ func (s *Subscription) Lost() error { return s.lost }
 // first.
 func (s *Subscription) Next() (ReceivedEvent, error) {
 	for len(s.todo) == 0 {
+		if s.s.replaying() {
+			if err := s.s.refill(s.ctx); err != nil {
+				return ReceivedEvent{}, err
+			}
+		}
 		var closed error
 		s.frames, closed = s.s.take(s.frames[:0])
 		if len(s.frames) > 0 {
@@ -284,6 +289,9 @@ func (s *Subscription) Next() (ReceivedEvent, error) {
 				return ReceivedEvent{}, s.ctx.Err() // closed because the context ended
 			}
 			return ReceivedEvent{}, closed
+		}
+		if s.s.replaying() {
+			continue
 		}
 		select {
 		case <-s.s.wake:

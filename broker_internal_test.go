@@ -1,22 +1,16 @@
 package sse
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -39,12 +33,16 @@ func sub(t testing.TB, b *Broker, topics []string, lastID string) (*stream, erro
 	return s, lost
 }
 
-// takeAll takes every frame s has to send.
+// takeAll takes every frame s has to send, reading what it replays from
+// a backend as serve does.
 func takeAll(s *stream) []*frame {
 	var all []*frame
 	for {
+		if err := s.refill(context.Background()); err != nil {
+			panic(err)
+		}
 		frames, _ := s.take(nil)
-		if len(frames) == 0 {
+		if len(frames) == 0 && !s.replaying() {
 			return all
 		}
 		all = append(all, frames...)
@@ -274,147 +272,6 @@ func TestBrokerFreesTopics(t *testing.T) {
 		}
 	}))
 	assert.Empty(t, b.subs)
-}
-
-// lagBackend stores events at once but delivers them only when told, like a
-// shared store whose reader in this process lags behind other servers.
-type lagBackend struct {
-	mu         sync.Mutex
-	msgs       []Message
-	delivered  int
-	deliver    func(Message)
-	failReplay error
-}
-
-func (l *lagBackend) Start(deliver func(Message)) (string, error) {
-	l.deliver = deliver
-	return "0", nil
-}
-
-func (l *lagBackend) Publish(_ context.Context, topics []string, _ string, body []byte) (Message, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	msg := Message{ID: strconv.Itoa(len(l.msgs) + 1), Topics: topics, Body: body}
-	l.msgs = append(l.msgs, msg)
-	return msg, nil
-}
-
-// catchUp delivers every stored message not delivered yet.
-func (l *lagBackend) catchUp() {
-	l.mu.Lock()
-	pending := l.msgs[l.delivered:]
-	l.delivered = len(l.msgs)
-	l.mu.Unlock()
-	for _, m := range pending {
-		l.deliver(m)
-	}
-}
-
-func (l *lagBackend) Replay(_ context.Context, topics []string, after, until string) ([]Message, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failReplay != nil {
-		return nil, l.failReplay
-	}
-	a, err1 := strconv.Atoi(after)
-	u, err2 := strconv.Atoi(until)
-	if err1 != nil || err2 != nil || a > len(l.msgs) {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownEventID, after)
-	}
-	var out []Message
-	for _, m := range l.msgs[a:max(u, a)] {
-		if slices.ContainsFunc(m.Topics, func(t string) bool { return slices.Contains(topics, t) }) {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-func (l *lagBackend) CompareIDs(a, b string) (int, error) {
-	x, err1 := strconv.Atoi(a)
-	y, err2 := strconv.Atoi(b)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return cmp.Compare(x, y), nil
-}
-
-func (l *lagBackend) Close() error { return nil }
-
-// A client that reconnects with an id this process has not delivered yet
-// (another server sent it) gets the later events once, not twice.
-func TestBrokerClientAheadOfDelivery(t *testing.T) {
-	lag := &lagBackend{}
-	b := newTestBroker(t, WithBackend(lag))
-	for range 2 {
-		_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
-		require.NoError(t, err)
-	}
-	lag.catchUp() // this process has delivered 1 and 2
-	for range 3 {
-		_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
-		require.NoError(t, err)
-	}
-	s, lost := sub(t, b, []string{"t"}, "4")
-	require.NoError(t, lost)
-	lag.catchUp() // 3, 4 and 5 arrive: the client has 3 and 4
-	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
-	require.NoError(t, err)
-	lag.catchUp()
-	assert.Equal(t, []string{"5", "6"}, ids(takeAll(s)))
-
-	// An id from the future that the store does not know is lost, not
-	// waited for forever.
-	_, lost = sub(t, b, []string{"t"}, "99")
-	assert.ErrorIs(t, lost, ErrUnknownEventID)
-}
-
-// With a backend, a reconnect is served from the local logs while they hold
-// the client's id, and from the backend for older history, with no gap and
-// no duplicate at the hand-off.
-func TestBrokerBackendHistoryOlderThanTheLogs(t *testing.T) {
-	lag := &lagBackend{}
-	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 3} }))
-	for range 10 {
-		_, err := b.PublishTopics(context.Background(), []string{"t"}, Event{Data: "x"})
-		require.NoError(t, err)
-	}
-	lag.catchUp() // the log keeps 8, 9 and 10
-	s, lost := sub(t, b, []string{"t"}, "8")
-	require.NoError(t, lost)
-	assert.Equal(t, []string{"9", "10"}, ids(takeAll(s)), "from the log")
-	old, lost := sub(t, b, []string{"t"}, "2")
-	require.NoError(t, lost)
-	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
-	require.NoError(t, err)
-	lag.catchUp()
-	assert.Equal(t, []string{"3", "4", "5", "6", "7", "8", "9", "10", "11"}, ids(takeAll(old)), "from the backend, then the log")
-}
-
-// When the store cannot replay, the handler asks the client to come back
-// later with the same Last-Event-ID: a 200 stream with only a retry field,
-// since an error status ends a browser's EventSource for good.
-func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
-	lag := &lagBackend{failReplay: errors.New("store down")}
-	b := newTestBroker(t, WithBackend(lag), WithRetryAfter(7*time.Second))
-	_, err := b.Publish(context.Background(), "t", Event{Data: "x"})
-	require.NoError(t, err)
-	lag.catchUp()
-
-	gin.SetMode(gin.TestMode)
-	r := gin.New()
-	r.GET("/events", b.Handler(Topics("t")))
-	req := httptest.NewRequest(http.MethodGet, "/events", nil)
-	req.Header.Set("Last-Event-ID", "0")
-	rec := httptest.NewRecorder()
-	r.ServeHTTP(rec, req)
-	assert.Equal(t, http.StatusOK, rec.Code)
-	assert.Equal(t, ContentType, rec.Header().Get("Content-Type"))
-	assert.Equal(t, ": ok\n\n: replay unavailable, retry later\nretry: 7000\n\n", rec.Body.String())
-	assert.Zero(t, b.Subscribers(""))
-
-	_, err = b.Subscribe(context.Background(), []string{"t"}, "0")
-	assert.ErrorIs(t, err, ErrReplayFailed)
 }
 
 // A subscribe hook may reorder the Topics it is given without harm to the

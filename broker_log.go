@@ -42,6 +42,7 @@ type frame struct {
 	slot   uint64        // its index in b.all, over the broker's whole history
 	refs   int32         // the topic logs that hold it
 	own    bool          // the id is one the broker gave out
+	gap    error         // not an event: the backend lost the events before it (see Message.Lost)
 }
 
 // size returns the memory f takes in the history: its encoding, its id,
@@ -102,6 +103,19 @@ type topicLog struct {
 	policy      TopicPolicy
 	subs        int       // subscribers
 	waiters     []*cursor // parked cursors, woken by the next append
+
+	// With a backend: the log holds every event of the topic after from,
+	// once watched.
+	from     string
+	watched  bool
+	watching *watchCall // the Watch under way, or done
+}
+
+// watchCall is a call of Backend.Watch, which the other subscribers of its
+// topic wait for.
+type watchCall struct {
+	done chan struct{}
+	err  error
 }
 
 // end returns the index after the newest frame.
@@ -116,6 +130,36 @@ func (l *topicLog) len() int { return l.frames.n }
 // after returns the index of the first frame kept with a seq after seq.
 func (l *topicLog) after(seq uint64) uint64 {
 	return l.base + uint64(sort.Search(l.frames.n, func(i int) bool { return l.frames.at(i).seq > seq }))
+}
+
+// endID returns the id of the newest frame, or from without frames.
+func (l *topicLog) endID() string {
+	if l.frames.n == 0 {
+		return l.from
+	}
+	return l.at(l.end() - 1).id
+}
+
+// search returns the index of the first frame with an id after id, and
+// whether id is from or the id of the frame before it: a position of the
+// topic's history the log knows. Only with a backend.
+func (b *Broker) search(l *topicLog, id string) (uint64, bool) {
+	i := sort.Search(l.frames.n, func(i int) bool { return b.compareIDs(l.frames.at(i).id, id) > 0 })
+	if i == 0 {
+		return l.base, id == l.from
+	}
+	return l.base + uint64(i), l.frames.at(i-1).id == id
+}
+
+// dropAll drops every frame of l.
+func (b *Broker) dropAll(l *topicLog) {
+	for l.len() > 0 {
+		old := l.at(l.base)
+		if old.refs--; old.refs == 0 {
+			b.forget(old)
+		}
+		l.dropped()
+	}
 }
 
 // push appends f to l, and drops the frames beyond l's policy.
@@ -138,6 +182,7 @@ func (b *Broker) push(l *topicLog, f *frame) {
 // dropped takes the oldest frame off l.
 func (l *topicLog) dropped() {
 	l.lastDropped = l.at(l.base).seq
+	l.from = l.at(l.base).id
 	l.frames.pop()
 	l.base++
 }
@@ -185,7 +230,7 @@ func (b *Broker) appendLocked(f *frame, l *topicLog) {
 	b.all.push(f)
 	b.bytes += f.size()
 	b.count++
-	if !f.own {
+	if !f.own && b.backend == nil {
 		b.index[f.id] = f.seq
 	}
 	if l != nil {
@@ -236,14 +281,26 @@ func (b *Broker) forget(f *frame) {
 	b.all.set(int(f.slot-b.allBase), nil)
 	b.bytes -= f.size()
 	b.count--
-	if !f.own {
+	if !f.own && b.backend == nil {
 		delete(b.index, f.id)
 	}
 }
 
-// freeIfUnused forgets l once it has neither frames nor subscribers.
+// freeIfUnused forgets l once it has neither frames nor subscribers. With
+// a backend, a log without subscribers is forgotten with its frames and no
+// longer watched: nothing would keep it whole.
 func (b *Broker) freeIfUnused(l *topicLog) {
-	if l.subs == 0 && l.len() == 0 && len(l.waiters) == 0 {
+	if l.subs > 0 || len(l.waiters) > 0 {
+		return
+	}
+	if b.backend != nil {
+		b.dropAll(l)
+		if l.watching != nil {
+			b.backend.Unwatch(l.name)
+			l.watching, l.watched = nil, false
+		}
+	}
+	if l.len() == 0 && b.logs[l.name] == l {
 		delete(b.logs, l.name)
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -14,28 +18,52 @@ const (
 	batchFrames = 512
 )
 
+// replayPage is the most messages a stream asks its backend for at once:
+// a replay holds at most one page in memory.
+const replayPage = 256
+
 // cursor is a stream's place in the log of one of its topics.
 type cursor struct {
 	log     *topicLog
 	next    uint64 // index in the log of the next frame to send
 	waiting bool   // parked in log.waiters
 	s       *stream
+
+	// With a backend: the id of the topic's last event the stream passed
+	// (sent, or had already), and whether that id is ahead of the log.
+	pos   string
+	ahead bool
 }
 
 // stream is one subscriber: an HTTP stream of Broker.Handler, or a Go
-// Subscription. Its fields other than wake are guarded by b.mu.
+// Subscription. Its fields other than wake, pending and page are guarded
+// by b.mu; pending and page belong to the goroutine that serves it.
 type stream struct {
 	b        *Broker
 	info     SubscriberInfo
 	cursors  []cursor
 	lastSeq  uint64   // seq of the last frame taken (or lost): a frame of several topics is sent once
 	lastID   string   // id of the last frame taken, for the signal
-	head     []*frame // sent before the logs: a replay from the backend, the lost signal, initial events
-	skip     string   // frames up to this id are the client's already (see IDComparer)
+	head     []*frame // sent before the logs: the lost signal, initial events
 	overrun  bool     // a log dropped frames the stream had not read
 	closeErr error    // why the stream must end, once it must
 	w        *Writer  // nil for a Subscription
 	wake     chan struct{}
+
+	// With a backend: the history older than the logs still to replay,
+	// one topic after the other, and the page of it read last.
+	pending    []replayRange
+	page       []*frame
+	pageCursor int    // the cursor whose topic page is of
+	vec        bool   // several topics: its ids list a position for each
+	sum        string // of its topics, at the start of those ids
+}
+
+// replayRange is history of the topic of s.cursors[c] to ask the backend
+// for: after after, up to and including until.
+type replayRange struct {
+	c            int
+	after, until string
 }
 
 // notify wakes the stream's goroutine.
@@ -71,6 +99,16 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		return nil, nil, err
 	}
 	s = &stream{b: b, info: SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID}, lastID: lastID, w: w, wake: make(chan struct{}, 1)}
+	if b.backend != nil {
+		slices.Sort(topics) // the order of the positions in the stream's ids
+		s.vec = len(topics) > 1
+		h := fnv.New64a()
+		for _, t := range topics {
+			h.Write([]byte(t))
+			h.Write([]byte{'\n'})
+		}
+		s.sum = strconv.FormatUint(h.Sum64(), 36)
+	}
 	b.mu.Lock()
 	switch {
 	case b.closed:
@@ -96,45 +134,42 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		l.subs++
 		s.cursors[i] = cursor{log: l, next: l.end(), s: s}
 	}
-	position := b.position
-	askBackend := false
-	if lastID != "" {
-		if len(lastID) > maxIDLen || containsAny(lastID, true) {
-			lost = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
-		} else if seq, ok := b.seqOf(lastID); ok {
-			for i := range s.cursors {
-				c := &s.cursors[i]
-				c.next = c.log.after(seq)
-				if c.log.lastDropped > seq && !c.log.policy.LatestOnly { // latest only: the newest is all it needs
-					lost = fmt.Errorf("%w: %q", ErrHistoryExpired, lastID)
-				}
-			}
-			s.lastSeq = seq
-		} else if b.backend != nil {
-			askBackend = true
-		} else {
-			lost = fmt.Errorf("%w: %q", ErrUnknownEventID, lastID)
+	var position string // the id a client resumes after the initial events from
+	if b.backend == nil {
+		position = b.position
+		lost = b.placeLocked(s, lastID, initial != nil)
+		b.mu.Unlock()
+	} else {
+		b.mu.Unlock()
+		if err := b.watch(ctx, s); err != nil {
+			b.remove(s)
+			return nil, nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 		}
-		for i := range s.cursors {
-			switch c := &s.cursors[i]; {
-			case lost == nil:
-			case initial != nil:
-				c.next = c.log.end() // the current state comes instead
-			default:
-				c.next = c.log.base // the newest events it can still have
+		b.mu.Lock()
+		lost = b.placeBackendLocked(s, lastID, initial != nil)
+		position = s.idLocked()
+		b.mu.Unlock()
+		// The first page now: a store that is down refuses the stream.
+		if lost == nil {
+			lost, err = s.fill(ctx)
+			if err != nil {
+				b.remove(s)
+				return nil, nil, err
+			}
+			if lost != nil && initial != nil {
+				b.mu.Lock()
+				s.pending = nil
+				for i := range s.cursors {
+					c := &s.cursors[i]
+					c.next, c.pos, c.ahead = c.log.end(), c.log.endID(), false
+				}
+				position = s.idLocked()
+				b.mu.Unlock()
 			}
 		}
 	}
-	b.mu.Unlock()
 
 	var head []*frame // sent before the logs
-	if askBackend {
-		head, lost, err = b.replay(ctx, s, lastID, position)
-		if err != nil {
-			b.remove(s)
-			return nil, nil, err
-		}
-	}
 	if lost != nil {
 		id := "" // the client keeps its last id: the events that follow have theirs
 		if initial != nil {
@@ -172,37 +207,199 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	return s, lost, nil
 }
 
-// replay asks the backend for the events missed since lastID, up to
-// position, where the cursors start: history older than the logs.
-func (b *Broker) replay(ctx context.Context, s *stream, lastID, position string) (head []*frame, lost, err error) {
-	if cmp, ok := b.backend.(IDComparer); ok && position != "" {
-		if c, err := cmp.CompareIDs(lastID, position); err == nil && c > 0 {
-			// The client has seen events this process has not delivered
-			// yet (its backend reader lags behind another server's):
-			// check that the id is real, then skip what it already has
-			// as it arrives.
-			if _, err := b.backend.Replay(ctx, s.info.Topics, lastID, lastID); err == nil {
-				b.mu.Lock()
-				s.skip = lastID
-				b.mu.Unlock()
-				return nil, nil, nil
+// placeLocked places the cursors of s after lastID, in the logs of a
+// broker without a backend, and returns why it cannot (or nil).
+func (b *Broker) placeLocked(s *stream, lastID string, initial bool) (lost error) {
+	if lastID == "" {
+		return nil
+	}
+	if len(lastID) > maxIDLen || containsAny(lastID, true) {
+		lost = fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
+	} else if seq, ok := b.seqOf(lastID); ok {
+		for i := range s.cursors {
+			c := &s.cursors[i]
+			c.next = c.log.after(seq)
+			if c.log.lastDropped > seq && !c.log.policy.LatestOnly { // latest only: the newest is all it needs
+				lost = fmt.Errorf("%w: %q", ErrHistoryExpired, lastID)
+			}
+		}
+		s.lastSeq = seq
+	} else {
+		lost = fmt.Errorf("%w: %q", ErrUnknownEventID, lastID)
+	}
+	if lost != nil {
+		for i := range s.cursors {
+			c := &s.cursors[i]
+			if initial {
+				c.next = c.log.end() // the current state comes instead
+			} else {
+				c.next = c.log.base // the newest events it can still have
 			}
 		}
 	}
-	msgs, err := b.backend.Replay(ctx, s.info.Topics, lastID, position)
+	return lost
+}
+
+// watch has the backend deliver the topics of s, and waits until it does.
+func (b *Broker) watch(ctx context.Context, s *stream) error {
+	for i := range s.cursors {
+		l := s.cursors[i].log
+		b.mu.Lock()
+		call := l.watching
+		if call == nil {
+			call = &watchCall{done: make(chan struct{})}
+			l.watching = call
+			b.mu.Unlock()
+			pos, err := b.backend.Watch(ctx, l.name)
+			b.mu.Lock()
+			if l.watching == call {
+				if err != nil {
+					l.watching = nil // the next subscriber tries again
+					b.backend.Unwatch(l.name)
+				} else {
+					l.from, l.watched = pos, true
+				}
+			}
+			call.err = err
+			close(call.done)
+			b.mu.Unlock()
+		} else {
+			b.mu.Unlock()
+			select {
+			case <-call.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if call.err != nil {
+			return call.err
+		}
+	}
+	return nil
+}
+
+// placeBackendLocked places the cursors of s after lastID, a position in
+// each topic of s: in the logs while they hold it, and after the history
+// to ask the backend for (s.pending) otherwise. It returns why it cannot
+// (or nil).
+func (b *Broker) placeBackendLocked(s *stream, lastID string, initial bool) (lost error) {
+	var positions []string
+	if lastID != "" {
+		positions, lost = s.positions(lastID)
+	}
+	for i := range s.cursors {
+		c := &s.cursors[i]
+		l := c.log
+		switch {
+		case lastID == "" || (lost != nil && initial):
+			c.next, c.pos = l.end(), l.endID()
+		case lost != nil:
+			c.next, c.pos = l.base, l.from
+		case b.compareIDs(positions[i], l.from) < 0: // older than the log
+			s.pending = append(s.pending, replayRange{c: i, after: positions[i], until: l.from})
+			c.next, c.pos = l.base, positions[i]
+		default:
+			next, known := b.search(l, positions[i])
+			switch {
+			case known:
+				c.next, c.pos = next, positions[i]
+			case next == l.end():
+				// Past what this process delivered: another one sent it.
+				// The backend checks it, and the log skips up to it.
+				s.pending = append(s.pending, replayRange{c: i, after: positions[i], until: positions[i]})
+				c.next, c.pos, c.ahead = next, positions[i], true
+			default:
+				c.next, c.pos = l.base, l.from
+				lost = fmt.Errorf("%w: %q", ErrUnknownEventID, lastID)
+			}
+		}
+	}
+	return lost
+}
+
+// positions returns the position in each topic of s that lastID holds:
+// the id itself for one topic, else "<sum of the topics>:<id>,<id>,...".
+func (s *stream) positions(lastID string) ([]string, error) {
+	if len(lastID) > len(s.cursors)*(maxIDLen+1)+len(s.sum) || containsAny(lastID, true) {
+		return nil, fmt.Errorf("%w: %q", ErrMalformedEventID, lastID)
+	}
+	if !s.vec {
+		return []string{lastID}, nil
+	}
+	sum, list, ok := strings.Cut(lastID, ":")
+	positions := strings.Split(list, ",")
+	if !ok || sum != s.sum || len(positions) != len(s.cursors) {
+		return nil, fmt.Errorf("%w: %q is not an id of a stream on these topics", ErrUnknownEventID, lastID)
+	}
+	return positions, nil
+}
+
+// idLocked returns the id of the position of s, as positions reads it.
+func (s *stream) idLocked() string {
+	if !s.vec {
+		return s.cursors[0].pos
+	}
+	id := append(make([]byte, 0, 64), s.sum...)
+	for i := range s.cursors {
+		if i == 0 {
+			id = append(id, ':')
+		} else {
+			id = append(id, ',')
+		}
+		id = append(id, s.cursors[i].pos...)
+	}
+	return string(id)
+}
+
+// fill reads the next page of the history older than the logs, once the
+// last one is sent. lost is why a topic's history cannot be replayed: its
+// cursor then starts at the oldest event of its log.
+func (s *stream) fill(ctx context.Context) (lost, err error) {
+	if len(s.pending) == 0 || len(s.page) > 0 {
+		return nil, nil
+	}
+	b := s.b
+	r := s.pending[0]
+	c := &s.cursors[r.c]
+	msgs, err := b.backend.Replay(ctx, c.log.name, r.after, r.until, replayPage)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrEventsLost):
-		return nil, err, nil
+		s.pending = s.pending[1:]
+		c.next, c.pos, c.ahead = c.log.base, c.log.from, false
+		return err, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
+		return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 	}
-	head = make([]*frame, len(msgs))
-	for i, m := range msgs {
+	if len(msgs) < replayPage || r.after == r.until {
+		s.pending = s.pending[1:]
+	} else {
+		s.pending[0].after = msgs[len(msgs)-1].ID
+	}
+	s.pageCursor = r.c
+	for _, m := range msgs {
 		wire := append(append(append(make([]byte, 0, len("id: \n")+len(m.ID)+len(m.Body)), "id: "...), m.ID...), '\n')
-		head[i] = &frame{id: m.ID, wire: append(wire, m.Body...)}
+		s.page = append(s.page, &frame{id: m.ID, wire: append(wire, m.Body...), topics: m.Topics})
 	}
-	return head, nil, nil
+	return nil, nil
 }
+
+// refill is fill for a stream under way: a history that cannot be
+// replayed is signalled in band.
+func (s *stream) refill(ctx context.Context) error {
+	lost, err := s.fill(ctx)
+	if lost != nil {
+		s.b.mu.Lock()
+		s.head = append(s.head, lostFrame(lost, s.lastID, ""))
+		s.b.mu.Unlock()
+		s.b.lost.Add(1)
+	}
+	return err
+}
+
+// replaying reports whether s has history older than the logs to send.
+func (s *stream) replaying() bool { return len(s.pending) > 0 || len(s.page) > 0 }
 
 // take appends to dst the frames s has to send next, at most a batch, and
 // returns them with closed, the error that ends s once it has sent them
@@ -220,6 +417,18 @@ func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
 		dst = append(dst, f)
 		size += len(f.wire)
 	}
+	for len(s.page) > 0 && size < batchBytes && len(dst) < batchFrames {
+		f := s.admitLocked(s.page[0], &s.cursors[s.pageCursor])
+		s.page[0] = nil
+		s.page = s.page[1:]
+		if f != nil {
+			dst = append(dst, f)
+			size += len(f.wire)
+		}
+	}
+	if s.replaying() {
+		return dst, s.closeErr // the logs come after
+	}
 	for size < batchBytes && len(dst) < batchFrames {
 		f := s.nextLocked()
 		if f == nil {
@@ -228,7 +437,7 @@ func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
 		dst = append(dst, f)
 		size += len(f.wire)
 	}
-	if len(dst) == 0 && s.closeErr == nil {
+	if len(dst) == 0 && s.closeErr == nil && !s.replaying() {
 		for i := range s.cursors {
 			if c := &s.cursors[i]; !c.waiting {
 				c.waiting = true
@@ -243,9 +452,11 @@ func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
 //
 // A log that dropped frames s had not read yet (an overrun) gives the
 // events-lost signal, and the stream goes on from the oldest frame that
-// log still holds: the frames of its other topics published before that
+// log still holds; the frames of its other topics published before that
 // one are skipped too, so that the events lost are exactly those between
-// the last frame before the signal and the first one after it.
+// the last frame before the signal and the first one after it. With a
+// backend, the stream asks it for the frames dropped instead, and returns
+// nil to have them read (see fill).
 func (s *stream) nextLocked() *frame {
 	for {
 		var best *cursor
@@ -254,6 +465,11 @@ func (s *stream) nextLocked() *frame {
 			if c.next < c.log.base { // the log dropped frames s had not read
 				if c.log.policy.LatestOnly && c.log.len() > 0 {
 					c.next = c.log.end() - 1 // only the newest matters
+				} else if s.b.backend != nil {
+					// The backend still has them, most likely.
+					s.pending = append(s.pending, replayRange{c: i, after: c.pos, until: c.log.from})
+					c.next, c.ahead = c.log.base, false
+					return nil
 				} else {
 					c.next = c.log.base
 					resume := c.log.lastDropped // the frames up to it are lost
@@ -263,7 +479,7 @@ func (s *stream) nextLocked() *frame {
 					s.lastSeq = max(s.lastSeq, resume)
 					if !s.overrun { // one signal for each gap
 						s.overrun = true
-						return s.lostLocked()
+						return s.lostLocked(ErrOverrun)
 					}
 				}
 			}
@@ -276,26 +492,71 @@ func (s *stream) nextLocked() *frame {
 		}
 		f := best.log.at(best.next)
 		best.next++
+		if s.b.backend != nil {
+			if f = s.admitLocked(f, best); f != nil {
+				return f
+			}
+			continue
+		}
 		if f.seq <= s.lastSeq {
 			continue // sent already, from another of its topics, or lost
 		}
 		s.lastSeq = f.seq
 		s.lastID = f.id
-		if s.skip != "" {
-			if c, err := s.b.backend.(IDComparer).CompareIDs(f.id, s.skip); err == nil && c <= 0 {
-				continue
-			}
-			s.skip = ""
-		}
 		s.overrun = false
 		return f
 	}
 }
 
-// lostLocked is the signal of an overrun.
-func (s *stream) lostLocked() *frame {
+// admitLocked returns what s sends for f, a frame of the topic of c with a
+// backend: nil when s has it already, the signal for a gap, or f, with the
+// id of the position of s when it has several topics. It moves c past f.
+//
+// A backend gives an event published to several topics the same id in
+// each of them, so s had f already when its position in another of f's
+// topics is f or later.
+func (s *stream) admitLocked(f *frame, c *cursor) *frame {
+	b := s.b
+	if f.gap != nil {
+		c.pos, c.ahead = f.id, false
+		if s.overrun {
+			return nil
+		}
+		s.overrun = true
+		return s.lostLocked(f.gap)
+	}
+	if c.ahead {
+		if b.compareIDs(f.id, c.pos) <= 0 {
+			return nil
+		}
+		c.ahead = false
+	}
+	if len(f.topics) > 1 && s.vec {
+		for i := range s.cursors {
+			if d := &s.cursors[i]; d != c && containsString(f.topics, d.log.name) && b.compareIDs(f.id, d.pos) <= 0 {
+				c.pos = f.id
+				return nil
+			}
+		}
+	}
+	c.pos = f.id
+	s.overrun = false
+	if !s.vec {
+		s.lastID = f.id
+		return f
+	}
+	id := s.idLocked()
+	s.lastID = id
+	body := f.wire[len("id: ")+len(f.id)+len("\n"):]
+	wire := make([]byte, 0, len("id: \n")+len(id)+len(body))
+	wire = append(append(append(append(wire, "id: "...), id...), '\n'), body...)
+	return &frame{id: id, wire: wire}
+}
+
+// lostLocked is the signal of a gap while s is under way.
+func (s *stream) lostLocked(err error) *frame {
 	s.b.lost.Add(1)
-	return lostFrame(ErrOverrun, s.lastID, "")
+	return lostFrame(err, s.lastID, "")
 }
 
 // remove takes s out of the broker and calls the unsubscribe hook.
@@ -363,6 +624,11 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *stream) error {
 		if ctx.Err() != nil {
 			return clientGone(ctx)
 		}
+		if s.replaying() {
+			if err := s.refill(ctx); err != nil {
+				return err
+			}
+		}
 		var closed error
 		frames, closed = s.take(frames[:0])
 		if len(frames) > 0 {
@@ -382,6 +648,9 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *stream) error {
 				}
 			}
 			return closed
+		}
+		if s.replaying() {
+			continue
 		}
 		select {
 		case <-s.wake:

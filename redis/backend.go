@@ -1,4 +1,4 @@
-// Package sseredis is a Redis Streams [sse.Backend] for the broker of
+// Package sseredis is a Redis [sse.Backend] for the broker of
 // github.com/gin-sse/sse: brokers in several processes that share one Redis
 // share topics, event ids and Last-Event-ID replay.
 //
@@ -9,13 +9,16 @@
 //	backend := sseredis.New(rdb, sseredis.WithPrefix("myapp:sse:"))
 //	broker, err := sse.NewBroker(sse.WithBackend(backend))
 //
-// Every event goes to one stream key (prefix + "events") with XADD; its id
-// is the Redis stream id "<milliseconds>-<sequence>", the same on every
-// server and across restarts of the servers. One goroutine per Backend
-// reads the stream with a blocking XREAD on one connection and hands every
-// entry to the broker, which fans it out to its local subscribers. Replay
-// is an XRANGE filtered by topic, so a subscription to several topics
-// replays them merged in publish order.
+// Each topic has its own stream key, prefix + "{" + topic + "}", so that a
+// topic's keys share a Redis Cluster hash slot. An event's id is its
+// stream id "<milliseconds>-<sequence>"; an event published to several
+// topics has the same id in each. Publish is one Lua script that appends
+// the event to its topics' streams and announces it on each stream's shard
+// channel (SPUBLISH). An instance subscribes (SSUBSCRIBE) to the channels
+// of the topics it has subscribers for only, and reads a stream only to
+// catch up: after a reconnect, or when an entry's link to the one before
+// it shows it missed some. Replay reads the missed entries of one topic at
+// a time, a page at a time.
 package sseredis
 
 import (
@@ -23,12 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"slices"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-sse/sse"
@@ -38,39 +39,48 @@ import (
 // Errors of the Redis backend. Test for them with [errors.Is].
 var (
 	// ErrUnavailable is wrapped (together with the Redis error) by the
-	// errors of Publish, Replay and Start when Redis cannot be reached or
-	// does not answer.
+	// errors of Publish, Replay and Watch when Redis cannot be reached or
+	// does not answer within the timeout ([WithTimeout]).
 	ErrUnavailable = errors.New("sseredis: redis unavailable")
 	// ErrOwnID reports an event published with its own ID: the Redis
-	// backend gives every event the stream id Redis assigns.
+	// backend gives every event the stream id of its entries.
 	ErrOwnID = errors.New("sseredis: events cannot have their own ID with the Redis backend")
-	// ErrInvalidTopic reports a topic containing a line feed, the
-	// separator of topics in a stream entry. The broker never passes one.
-	ErrInvalidTopic = errors.New("sseredis: topic contains a line feed")
+	// ErrInvalidTopic reports a topic with a control character. The
+	// broker never passes one.
+	ErrInvalidTopic = errors.New("sseredis: topic contains a control character")
+	// ErrInvalidPrefix reports a key prefix with a brace, which would
+	// change the hash slot of every key.
+	ErrInvalidPrefix = errors.New("sseredis: key prefix contains a brace")
+	// ErrCrossSlot reports an event published to several topics whose
+	// keys are in different Redis Cluster hash slots. Topics whose text up
+	// to their first "}" is the same share a slot: publish to
+	// "{room1}chat" and "{room1}typing" at once.
+	ErrCrossSlot = errors.New("sseredis: the topics of one event must share a hash slot")
 )
 
 // Defaults of [New].
 const (
 	DefaultPrefix     = "sse:"
-	DefaultMaxLen     = 10000
-	DefaultBlock      = 2 * time.Second
+	DefaultMaxLen     = 1000
+	DefaultTimeout    = 5 * time.Second
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
 )
 
 // Names of the fields of a stream entry.
 const (
-	fieldTopics = "topics" // the topics, joined by topicSep
-	fieldBody   = "body"   // sse.Message.Body
-	fieldPrev   = "prev"   // id of the entry before this one ("0-0" for the first)
-	topicSep    = "\n"
+	fieldBody   = "b" // sse.Message.Body
+	fieldPrev   = "p" // id of the entry before this one in its stream ("0-0" for the first)
+	fieldTopics = "t" // the topics, joined by topicSep, when more than one
+	topicSep    = "\t"
+	noID        = "0-0"
 )
 
 type config struct {
 	prefix                 string
 	maxLen                 int64
 	maxAge                 time.Duration
-	block                  time.Duration
+	timeout                time.Duration
 	minBackoff, maxBackoff time.Duration
 	onError                func(error)
 }
@@ -85,34 +95,33 @@ type optionFunc func(*config)
 
 func (f optionFunc) apply(c *config) { f(c) }
 
-// WithPrefix sets the prefix of the Redis keys (default "sse:"); the stream
-// is prefix + "events". Brokers share events when they use the same Redis
-// and prefix.
+// WithPrefix sets the prefix of the Redis keys (default "sse:"). Brokers
+// share events when they use the same Redis and prefix. It must not
+// contain a brace.
 func WithPrefix(prefix string) Option {
 	return optionFunc(func(c *config) { c.prefix = prefix })
 }
 
-// WithMaxLen bounds the history to about n events (XADD MAXLEN ~ n; Redis
-// trims whole nodes of its radix tree, so it keeps at least n and a few
-// more). Zero means no bound by count. Default 10,000.
+// WithMaxLen bounds each topic's history to about n events (XADD MAXLEN ~
+// n; Redis trims whole nodes of its radix tree, so it keeps at least n and
+// a few more). Zero means no bound by count. Default 1,000.
 func WithMaxLen(n int64) Option {
 	return optionFunc(func(c *config) { c.maxLen = max(n, 0) })
 }
 
-// WithMaxAge drops events older than d, on each publish (XTRIM MINID ~,
-// from Redis's clock; the newest event is always kept). Zero, the default,
-// means no bound by age.
+// WithMaxAge drops a topic's events older than d, on each publish to it
+// (XTRIM MINID ~, by Redis's clock; the newest event is always kept).
+// Zero, the default, means no bound by age.
 func WithMaxAge(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxAge = max(d, 0) })
 }
 
-// WithBlock sets how long each blocking XREAD waits for new entries before
-// it is sent again (default 2 s). With a [redis.Client], Close unblocks the
-// reader at once; with other clients it may wait this long.
-func WithBlock(d time.Duration) Option {
+// WithTimeout bounds each call to Redis of Publish, Replay and Watch
+// (default 5 s), besides their context.
+func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d > 0 {
-			c.block = d
+			c.timeout = d
 		}
 	})
 }
@@ -136,21 +145,39 @@ func WithErrorHandler(fn func(error)) Option {
 	return optionFunc(func(c *config) { c.onError = fn })
 }
 
-// Backend is an [sse.Backend] over a Redis stream. Create it with [New] and
+// Backend is an [sse.Backend] over Redis streams. Create it with [New] and
 // give it to one broker with [sse.WithBackend]; the broker calls Start and,
 // on Shutdown, Close. Close does not close the Redis client.
 type Backend struct {
 	client redis.UniversalClient
 	cfg    config
-	key    string
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	deliver func(sse.Message)
+	topics  map[string]*topicState // watched, by stream key
+	ops     []subOp                // subscription changes for the control goroutine
+	opsCh   chan struct{}          // signals ops
+	ps      *redis.PubSub
 	cancel  context.CancelFunc
-	done    chan struct{}
+	done    sync.WaitGroup
+}
 
-	readerID atomic.Int64 // CLIENT ID of the reader's connection, 0 if none
+// topicState is a watched topic. last and epoch belong to the reader
+// goroutine; Watch reads last once ready is closed.
+type topicState struct {
+	topic, key string
+	ready      chan struct{} // closed once last is known
+	last       string        // id of the last entry delivered (or known when watched)
+	epoch      string        // of the topic's keys, as of the last entry read
+	dirty      bool          // must catch up from the stream
+}
+
+// subOp is a subscription change of a stream's shard channel.
+type subOp struct {
+	key string
+	sub bool
 }
 
 var _ sse.Backend = (*Backend)(nil)
@@ -160,7 +187,7 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	cfg := config{
 		prefix:     DefaultPrefix,
 		maxLen:     DefaultMaxLen,
-		block:      DefaultBlock,
+		timeout:    DefaultTimeout,
 		minBackoff: DefaultMinBackoff,
 		maxBackoff: DefaultMaxBackoff,
 	}
@@ -172,117 +199,248 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	if cfg.onError == nil {
 		cfg.onError = func(err error) { slog.Warn("sseredis", "err", err) }
 	}
-	return &Backend{client: client, cfg: cfg, key: cfg.prefix + "events"}
+	return &Backend{client: client, cfg: cfg, topics: make(map[string]*topicState), opsCh: make(chan struct{}, 1)}
 }
 
-// Key returns the key of the Redis stream.
-func (b *Backend) Key() string { return b.key }
+// Key returns the key of topic's stream; its shard channel has the same
+// name. The keys of its epoch and of recent publishes add ":e" and ":u:"
+// to it.
+func (b *Backend) Key(topic string) string { return b.cfg.prefix + "{" + topic + "}" }
 
 // unavailable wraps a Redis error.
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
-// Start implements [sse.Backend]: it reads the stream's last id, returns it
-// as the position and starts the reader. It fails, wrapping
-// [ErrUnavailable], when Redis cannot be reached.
-func (b *Backend) Start(deliver func(sse.Message)) (string, error) {
+// call returns ctx bounded by the backend's timeout.
+func (b *Backend) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.cfg.timeout)
+}
+
+// Start implements [sse.Backend]: it starts the reader, which connects to
+// Redis when it can. It fails only on a closed or started backend, or an
+// invalid prefix.
+func (b *Backend) Start(deliver func(sse.Message)) error {
+	if strings.ContainsAny(b.cfg.prefix, "{}") {
+		return fmt.Errorf("%w: %q", ErrInvalidPrefix, b.cfg.prefix)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return "", sse.ErrBackendClosed
+		return sse.ErrBackendClosed
 	}
 	if b.started {
-		return "", sse.ErrBackendStarted
-	}
-	st, err := b.state(context.Background())
-	if err != nil {
-		return "", unavailable("start", err)
+		return sse.ErrBackendStarted
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.started, b.cancel, b.done = true, cancel, make(chan struct{})
-	go b.run(ctx, st.last, deliver)
-	return st.last, nil
+	b.started, b.cancel, b.deliver = true, cancel, deliver
+	b.ps = b.client.SSubscribe(ctx)
+	b.done.Add(2)
+	go b.read(ctx)
+	go b.control(ctx)
+	return nil
 }
 
-// streamState is what Replay and Start need to know of the stream.
-type streamState struct {
-	last   string // last id given out, "0-0" for none
-	length int64
-	first  redis.XMessage // valid when length > 0
-}
-
-func (b *Backend) state(ctx context.Context) (streamState, error) {
-	info, err := b.client.XInfoStream(ctx, b.key).Result()
-	if err != nil {
-		if isNoSuchKey(err) {
-			return streamState{last: "0-0"}, nil
-		}
-		return streamState{}, err
+// Watch implements [sse.Backend]: it subscribes to topic's shard channel
+// and, once subscribed, reads the id of its stream's last entry: the
+// position returned, after which the reader delivers every entry.
+func (b *Backend) Watch(ctx context.Context, topic string) (string, error) {
+	if err := checkTopic(topic); err != nil {
+		return "", err
 	}
-	return streamState{last: info.LastGeneratedID, length: info.Length, first: info.FirstEntry}, nil
+	st := &topicState{topic: topic, key: b.Key(topic), ready: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed || !b.started {
+		b.mu.Unlock()
+		return "", sse.ErrBackendClosed
+	}
+	b.topics[st.key] = st
+	b.queue(subOp{key: st.key, sub: true})
+	b.mu.Unlock()
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	select {
+	case <-st.ready:
+		if st.last == noID {
+			return "", nil
+		}
+		return st.last, nil
+	case <-ctx.Done():
+		return "", unavailable("watch "+topic, ctx.Err())
+	}
 }
 
-func isNoSuchKey(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.Contains(err.Error(), "no such key")
+// Unwatch implements [sse.Backend].
+func (b *Backend) Unwatch(topic string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key := b.Key(topic)
+	if _, ok := b.topics[key]; ok && !b.closed {
+		delete(b.topics, key)
+		b.queue(subOp{key: key})
+	}
 }
 
-// publishScript adds an entry recording the id of the entry before it, so
-// that Replay can tell whether entries after a client's last id were
-// trimmed, and trims the history.
+// queue adds a subscription change for the control goroutine. b.mu is held.
+func (b *Backend) queue(op subOp) {
+	b.ops = append(b.ops, op)
+	select {
+	case b.opsCh <- struct{}{}:
+	default:
+	}
+}
+
+// control makes the subscription changes, in order: a topic unwatched and
+// watched again is subscribed at the end. go-redis keeps the channels of
+// a PubSub and subscribes to them again on every new connection.
+func (b *Backend) control(ctx context.Context) {
+	defer b.done.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.opsCh:
+		}
+		b.mu.Lock()
+		ops := b.ops
+		b.ops = nil
+		b.mu.Unlock()
+		for _, op := range ops {
+			cctx, cancel := b.call(ctx)
+			var err error
+			if op.sub {
+				err = b.ps.SSubscribe(cctx, op.key)
+			} else {
+				err = b.ps.SUnsubscribe(cctx, op.key)
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				b.cfg.onError(unavailable("subscribe", err)) // done again on reconnect
+			}
+		}
+	}
+}
+
+func checkTopic(t string) error {
+	for i := 0; i < len(t); i++ {
+		if t[i] < 0x20 || t[i] == 0x7f {
+			return fmt.Errorf("%w: %q", ErrInvalidTopic, t)
+		}
+	}
+	return nil
+}
+
+// publishScript appends an event to the streams of its topics with one id
+// for all of them, each entry linked to the one before it in its stream;
+// trims them; announces each entry on its stream's shard channel; and
+// remembers the id for a while under the publish's own key, so that a
+// retried call (go-redis retries a call that timed out) stores nothing
+// twice and returns the same id.
 //
-// KEYS[1]: stream; ARGV: topics, body, maxlen (0: none), max age in ms (0: none).
+// KEYS[1]: the publish's key; then for each topic its stream and its epoch
+// key. ARGV: body, topics field ("" for one topic), maxlen (0: none), max
+// age in ms (0: none), ms to remember the publish, a new epoch.
 var publishScript = redis.NewScript(`
-local prev = '0-0'
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then
-	prev = last[1][1]
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
-	local info = redis.call('XINFO', 'STREAM', KEYS[1])
-	for i = 1, #info, 2 do
-		if info[i] == 'last-generated-id' then prev = info[i + 1] end
+local done = redis.call('GET', KEYS[1])
+if done then return done end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms, seq = now, 0
+local n = (#KEYS - 1) / 2
+local prev, epoch = {}, {}
+for i = 1, n do
+	local key = KEYS[2 * i]
+	local last = '0-0'
+	local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+	if #e > 0 then
+		last = e[1][1]
+	elseif redis.call('EXISTS', key) == 1 then
+		local info = redis.call('XINFO', 'STREAM', key)
+		for j = 1, #info, 2 do
+			if info[j] == 'last-generated-id' then last = info[j + 1] end
+		end
+	end
+	prev[i] = last
+	local dash = string.find(last, '-', 1, true)
+	local lms, lseq = tonumber(string.sub(last, 1, dash - 1)), tonumber(string.sub(last, dash + 1))
+	if lms > ms or (lms == ms and lseq >= seq) then
+		ms, seq = lms, lseq + 1
+	end
+	epoch[i] = redis.call('GET', KEYS[2 * i + 1])
+	if not epoch[i] then
+		epoch[i] = ARGV[6]
+		redis.call('SET', KEYS[2 * i + 1], epoch[i])
 	end
 end
-local id
-if ARGV[3] ~= '0' then
-	id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'topics', ARGV[1], 'body', ARGV[2], 'prev', prev)
-else
-	id = redis.call('XADD', KEYS[1], '*', 'topics', ARGV[1], 'body', ARGV[2], 'prev', prev)
-end
-if ARGV[4] ~= '0' then
-	local t = redis.call('TIME')
-	local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
-	if ms > 0 then
-		redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', ms))
+local id = string.format('%.0f-%.0f', ms, seq)
+for i = 1, n do
+	local key = KEYS[2 * i]
+	local args = {'XADD', key}
+	if ARGV[3] ~= '0' then
+		table.insert(args, 'MAXLEN')
+		table.insert(args, '~')
+		table.insert(args, ARGV[3])
 	end
+	table.insert(args, id)
+	table.insert(args, 'b')
+	table.insert(args, ARGV[1])
+	table.insert(args, 'p')
+	table.insert(args, prev[i])
+	if ARGV[2] ~= '' then
+		table.insert(args, 't')
+		table.insert(args, ARGV[2])
+	end
+	redis.call(unpack(args))
+	if ARGV[4] ~= '0' and now > tonumber(ARGV[4]) then
+		redis.call('XTRIM', key, 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[4])))
+	end
+	redis.call('SPUBLISH', key, id .. '\n' .. prev[i] .. '\n' .. epoch[i] .. '\n' .. ARGV[2] .. '\n' .. ARGV[1])
 end
+redis.call('SET', KEYS[1], id, 'PX', ARGV[5])
 return id
 `)
 
-// Publish implements [sse.Backend]. The event gets the id Redis gives its
-// stream entry; an own id is refused with [ErrOwnID]. Delivery, also to
-// this process's broker, comes from the reader. When Redis cannot be
-// reached the error wraps [ErrUnavailable].
+// Publish implements [sse.Backend]. The event gets one stream id for all
+// its topics; an own id is refused with [ErrOwnID]. Delivery, also to this
+// process's broker, comes from the reader. A call that does not complete
+// within the timeout fails wrapping [ErrUnavailable]; the event may still
+// have been stored then, once. go-redis's own retries of the call store
+// nothing twice.
 func (b *Backend) Publish(ctx context.Context, topics []string, id string, body []byte) (sse.Message, error) {
 	if id != "" {
 		return sse.Message{}, fmt.Errorf("%w: %q", ErrOwnID, id)
 	}
-	for _, t := range topics {
-		if strings.Contains(t, topicSep) {
-			return sse.Message{}, fmt.Errorf("%w: %q", ErrInvalidTopic, t)
-		}
+	if len(topics) == 0 {
+		return sse.Message{}, sse.ErrNoTopics
 	}
+	keys := make([]string, 1, 1+2*len(topics))
+	for _, t := range topics {
+		if err := checkTopic(t); err != nil {
+			return sse.Message{}, err
+		}
+		keys = append(keys, b.Key(t), b.Key(t)+":e")
+	}
+	keys[0] = b.Key(topics[0]) + ":u:" + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 	if b.isClosed() {
 		return sse.Message{}, sse.ErrBackendClosed
+	}
+	field := ""
+	if len(topics) > 1 {
+		field = strings.Join(topics, topicSep)
 	}
 	maxAge := int64(b.cfg.maxAge / time.Millisecond)
 	if b.cfg.maxAge > 0 {
 		maxAge = max(maxAge, 1)
 	}
-	res, err := publishScript.Run(ctx, b.client, []string{b.key},
-		strings.Join(topics, topicSep), body, b.cfg.maxLen, maxAge).Text()
+	remember := max(2*b.cfg.timeout, 10*time.Second).Milliseconds()
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	res, err := publishScript.Run(ctx, b.client, keys, body, field, b.cfg.maxLen, maxAge, remember,
+		strconv.FormatUint(rand.Uint64(), 36)).Text()
 	if err != nil {
+		if strings.Contains(err.Error(), "CROSSSLOT") {
+			return sse.Message{}, fmt.Errorf("%w: %q: %w", ErrCrossSlot, topics, err)
+		}
 		return sse.Message{}, unavailable("publish", err)
 	}
 	return sse.Message{ID: res, Topics: topics, Body: body, Time: idTime(res)}, nil
@@ -294,21 +452,22 @@ func (b *Backend) isClosed() bool {
 	return b.closed
 }
 
-// Replay implements [sse.Backend]. It reads the entries after after up to
-// until (XRANGE) in one transaction with what it needs to check after:
+// Replay implements [sse.Backend]. It reads, in one round trip, the
+// entries of topic's stream after after up to until (XRANGE, at most
+// limit) with what it needs to check after:
 //   - not a stream id: [sse.ErrMalformedEventID];
-//   - newer than the last id of the stream, or an id that the stream never
-//     gave out (such as one from a Redis that lost its data): [sse.ErrUnknownEventID];
 //   - older than the entry before the first one kept (entries after it
-//     were trimmed): [sse.ErrHistoryExpired].
+//     were trimmed): [sse.ErrHistoryExpired];
+//   - newer than the stream's last id, or not an id of the stream (Redis
+//     lost the entries it was part of): [sse.ErrDataLoss].
 //
-// When Redis cannot be reached the error wraps [ErrUnavailable] (and is an
-// [*sse.StatusError] with status 503 for direct callers). The broker's
-// handler then answers a stream holding only a "retry:" field, so that the
-// client comes back later with the same Last-Event-ID ([sse.ErrReplayFailed]).
-func (b *Backend) Replay(ctx context.Context, topics []string, after, until string) ([]sse.Message, error) {
+// When Redis cannot be reached the error wraps [ErrUnavailable].
+func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit int) ([]sse.Message, error) {
 	if b.isClosed() {
 		return nil, sse.ErrBackendClosed
+	}
+	if after == "" {
+		after = noID
 	}
 	from, ok := parseID(after)
 	if !ok {
@@ -326,58 +485,76 @@ func (b *Backend) Replay(ctx context.Context, topics []string, after, until stri
 			end = until
 		}
 	}
+	key := b.Key(topic)
+	ctx, cancel := b.call(ctx)
+	defer cancel()
 	var info *redis.XInfoStreamCmd
 	var exists, rng *redis.XMessageSliceCmd
-	_, err := b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		info = p.XInfoStream(ctx, b.key)
-		exists = p.XRangeN(ctx, b.key, after, after, 1)
-		if end != "" {
-			rng = p.XRange(ctx, b.key, "("+after, end)
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		info = p.XInfoStream(ctx, key)
+		exists = p.XRangeN(ctx, key, after, after, 1)
+		if end != "" && limit > 0 {
+			rng = p.XRangeN(ctx, key, "("+after, end, int64(limit))
 		}
 		return nil
 	})
 	if err != nil && !isNoSuchKey(err) {
-		// The broker's handler asks the client to retry later.
-		return nil, &sse.StatusError{StatusCode: http.StatusServiceUnavailable, Err: unavailable("replay", err)}
+		return nil, unavailable("replay", err)
 	}
-	st := streamState{last: "0-0"}
-	if i, err := info.Result(); err == nil {
-		st = streamState{last: i.LastGeneratedID, length: i.Length, first: i.FirstEntry}
-	}
-	last, _ := parseID(st.last)
-	if from.cmp(last) > 0 {
-		return nil, fmt.Errorf("%w: %q is newer than the stream's last id %s", sse.ErrUnknownEventID, after, st.last)
-	}
-	switch first, _ := parseID(st.first.ID); {
-	case st.length == 0:
-		if from.cmp(last) < 0 {
-			return nil, fmt.Errorf("%w: %q (the history is empty)", sse.ErrHistoryExpired, after)
-		}
-	case from.cmp(first) < 0:
-		prevID, _ := st.first.Values[fieldPrev].(string)
-		prev, ok := parseID(prevID)
-		switch {
-		case !ok || from.cmp(prev) < 0:
-			return nil, fmt.Errorf("%w: %q (the oldest event kept is %s)", sse.ErrHistoryExpired, after, st.first.ID)
-		case from.cmp(prev) > 0:
-			return nil, fmt.Errorf("%w: %q is not an id of this stream", sse.ErrUnknownEventID, after)
-		}
-	default:
-		if len(exists.Val()) == 0 {
-			return nil, fmt.Errorf("%w: %q is not an id of this stream", sse.ErrUnknownEventID, after)
-		}
+	if err := b.check(topic, after, info, exists); err != nil {
+		return nil, err
 	}
 	if rng == nil {
 		return nil, nil
 	}
-	var out []sse.Message
+	out := make([]sse.Message, 0, len(rng.Val()))
 	for _, x := range rng.Val() {
-		msg, ok := decode(x)
-		if ok && slices.ContainsFunc(msg.Topics, func(t string) bool { return slices.Contains(topics, t) }) {
+		if msg, ok := decode(topic, x); ok {
 			out = append(out, msg)
 		}
 	}
 	return out, nil
+}
+
+// check returns why the entries of topic after after cannot be replayed
+// whole, or nil.
+func (b *Backend) check(topic, after string, info *redis.XInfoStreamCmd, exists *redis.XMessageSliceCmd) error {
+	from, _ := parseID(after)
+	last, first, length := noID, redis.XMessage{}, int64(0)
+	if i, err := info.Result(); err == nil {
+		last, first, length = i.LastGeneratedID, i.FirstEntry, i.Length
+	}
+	lastID, _ := parseID(last)
+	if from.cmp(lastID) > 0 {
+		return fmt.Errorf("%w: %q is newer than the last id %s of topic %q", sse.ErrDataLoss, after, last, topic)
+	}
+	if length == 0 {
+		if from.cmp(lastID) < 0 {
+			return fmt.Errorf("%w: %q (the history of %q is empty)", sse.ErrHistoryExpired, after, topic)
+		}
+		return nil
+	}
+	firstID, _ := parseID(first.ID)
+	if from.cmp(firstID) >= 0 {
+		if len(exists.Val()) == 0 {
+			return fmt.Errorf("%w: %q is not an id of topic %q", sse.ErrDataLoss, after, topic)
+		}
+		return nil
+	}
+	prevID, _ := first.Values[fieldPrev].(string)
+	prev, ok := parseID(prevID)
+	switch {
+	case !ok || from.cmp(prev) < 0:
+		return fmt.Errorf("%w: %q (the oldest event of %q kept is %s)", sse.ErrHistoryExpired, after, topic, first.ID)
+	case from.cmp(prev) > 0:
+		return fmt.Errorf("%w: %q is not an id of topic %q", sse.ErrDataLoss, after, topic)
+	}
+	return nil
+}
+
+func isNoSuchKey(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.Contains(err.Error(), "no such key")
 }
 
 // Close implements [sse.Backend]: it stops the reader and waits for it.
@@ -389,107 +566,67 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
-	done := b.done
-	if b.cancel != nil {
+	started := b.started
+	if started {
 		b.cancel()
 	}
 	b.mu.Unlock()
-	if done == nil {
+	if !started {
 		return nil
 	}
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return nil
-		case <-t.C:
-			// A blocked XREAD does not see the context: unblock it.
-			if id := b.readerID.Load(); id != 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = b.client.ClientUnblock(ctx, id).Err()
-				cancel()
-			}
-			t.Reset(20 * time.Millisecond)
-		}
+	err := b.ps.Close() // ends a Receive under way
+	b.done.Wait()
+	if err != nil && !errors.Is(err, redis.ErrClosed) {
+		return err
 	}
+	return nil
 }
 
-// run is the reader: it delivers every entry after last, in order, until
-// ctx is done, retrying with backoff on errors.
-func (b *Backend) run(ctx context.Context, last string, deliver func(sse.Message)) {
-	defer close(b.done)
-	var conn *redis.Conn
-	defer func() {
-		if conn != nil {
-			_ = conn.Close()
-		}
-	}()
+// read is the reader: it receives the entries announced on the channels of
+// the watched topics and delivers them, catching up from the streams when
+// it missed some, until ctx is done.
+func (b *Backend) read(ctx context.Context) {
+	defer b.done.Done()
 	backoff := b.cfg.minBackoff
 	for ctx.Err() == nil {
-		if c, ok := b.client.(*redis.Client); ok && conn == nil {
-			conn = c.Conn()
-			id, err := conn.ClientID(ctx).Result()
-			if err != nil {
-				_ = conn.Close()
-				conn = nil
-				if !b.pause(ctx, err, &backoff) {
-					return
-				}
-				continue
-			}
-			b.readerID.Store(id)
+		timeout := time.Duration(0)
+		if b.hasDirty() {
+			timeout = backoff
 		}
-		var reader redis.Cmdable = b.client
-		if conn != nil {
-			reader = conn
-		}
-		streams, err := reader.XRead(ctx, &redis.XReadArgs{
-			Streams: []string{b.key, last},
-			Count:   1000,
-			Block:   b.cfg.block,
-		}).Result()
+		msg, err := b.ps.ReceiveTimeout(ctx, timeout)
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, redis.Nil) {
+		var nerr interface{ Timeout() bool }
+		switch {
+		case err == nil:
 			backoff = b.cfg.minBackoff
-			continue
-		}
-		if err != nil {
-			var rerr redis.Error
-			if conn != nil && !errors.As(err, &rerr) { // connection broken: get another
-				b.readerID.Store(0)
-				_ = conn.Close()
-				conn = nil
-			}
-			if !b.pause(ctx, err, &backoff) {
+		case errors.As(err, &nerr) && nerr.Timeout():
+		default:
+			b.cfg.onError(unavailable("read", err))
+			if !sleep(ctx, backoff) {
 				return
 			}
+			backoff = min(2*backoff, b.cfg.maxBackoff)
 			continue
 		}
-		backoff = b.cfg.minBackoff
-		for _, s := range streams {
-			for _, x := range s.Messages {
-				last = x.ID
-				msg, ok := decode(x)
-				if !ok {
-					b.cfg.onError(fmt.Errorf("sseredis: skipping entry %s of %s: no %q field", x.ID, b.key, fieldBody))
-					continue
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "ssubscribe" {
+				if st := b.watched(m.Channel); st != nil {
+					b.catchUp(ctx, st, "")
 				}
-				deliver(msg)
 			}
+		case *redis.Message:
+			b.receive(ctx, m)
 		}
+		b.cleanDirty(ctx)
 	}
 }
 
-// pause reports err and waits for the backoff, doubling it. It returns
-// false when ctx is done.
-func (b *Backend) pause(ctx context.Context, err error, backoff *time.Duration) bool {
-	b.cfg.onError(unavailable("read", err))
-	t := time.NewTimer(*backoff)
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
-	*backoff = min(2**backoff, b.cfg.maxBackoff)
 	select {
 	case <-ctx.Done():
 		return false
@@ -498,15 +635,174 @@ func (b *Backend) pause(ctx context.Context, err error, backoff *time.Duration) 
 	}
 }
 
-func decode(x redis.XMessage) (sse.Message, bool) {
+// watched returns the state of the topic of a stream key, or nil.
+func (b *Backend) watched(key string) *topicState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.topics[key]
+}
+
+func (b *Backend) hasDirty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, st := range b.topics {
+		if st.dirty {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanDirty catches up the topics that could not.
+func (b *Backend) cleanDirty(ctx context.Context) {
+	var dirty []*topicState
+	b.mu.Lock()
+	for _, st := range b.topics {
+		if st.dirty {
+			dirty = append(dirty, st)
+		}
+	}
+	b.mu.Unlock()
+	for _, st := range dirty {
+		b.catchUp(ctx, st, "")
+	}
+}
+
+// receive handles an entry announced on a topic's channel: the payload is
+// its id, the id before it, the topic's epoch, its topics field and body,
+// separated by line feeds.
+func (b *Backend) receive(ctx context.Context, m *redis.Message) {
+	st := b.watched(m.Channel)
+	if st == nil || st.last == "" {
+		return // not watched, or not yet known where it starts
+	}
+	parts := strings.SplitN(m.Payload, "\n", 5)
+	id, ok := parseID(parts[0])
+	if len(parts) < 5 || !ok {
+		b.cfg.onError(fmt.Errorf("sseredis: skipping a malformed message on %s", m.Channel))
+		return
+	}
+	last, _ := parseID(st.last)
+	switch {
+	case parts[2] != st.epoch && st.epoch != "":
+		b.catchUp(ctx, st, "") // the topic's keys were lost and made again
+	case id.cmp(last) <= 0:
+		// Read already from the stream.
+	case parts[1] != st.last:
+		b.catchUp(ctx, st, parts[0]) // missed some
+	default:
+		st.last, st.epoch = parts[0], parts[2]
+		b.deliver(sse.Message{ID: parts[0], Topic: st.topic, Topics: splitTopics(st.topic, parts[3]), Body: []byte(parts[4]), Time: idTime(parts[0])})
+	}
+}
+
+// catchUp reads the entries of st's stream after the last one delivered,
+// up to until ("" for all), and delivers them. The first time, it only
+// reads where the stream ends. Where the link of an entry to the one
+// before it does not match, it delivers a gap first: the entries between
+// were trimmed (sse.ErrOverrun) or lost by Redis (sse.ErrDataLoss). On a
+// Redis error it marks st, to try again.
+func (b *Backend) catchUp(ctx context.Context, st *topicState, until string) {
+	err := b.catchUpOnce(ctx, st, until)
+	b.mu.Lock()
+	st.dirty = err != nil
+	b.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		b.cfg.onError(unavailable("catch up "+st.topic, err))
+	}
+}
+
+func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string) error {
+	cctx, cancel := b.call(ctx)
+	defer cancel()
+	var info *redis.XInfoStreamCmd
+	var epoch *redis.StringCmd
+	_, err := b.client.Pipelined(cctx, func(p redis.Pipeliner) error {
+		info = p.XInfoStream(cctx, st.key)
+		epoch = p.Get(cctx, st.key+":e")
+		return nil
+	})
+	if err != nil && !isNoSuchKey(err) && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	lastGen := noID
+	if i, err := info.Result(); err == nil {
+		lastGen = i.LastGeneratedID
+	}
+	if st.last == "" { // watched just now: delivery starts after the last entry
+		st.last, st.epoch = lastGen, epoch.Val()
+		close(st.ready)
+		return nil
+	}
+	lg, _ := parseID(lastGen)
+	last, _ := parseID(st.last)
+	switch e := epoch.Val(); {
+	case st.epoch != "" && e != st.epoch:
+		b.gap(st, noID, sse.ErrDataLoss) // the topic's keys are not those read before: Redis lost them
+	case lg.cmp(last) < 0:
+		b.gap(st, noID, sse.ErrDataLoss) // Redis lost the last entries delivered
+	}
+	st.epoch = epoch.Val()
+	end := "+"
+	if until != "" {
+		end = until
+	}
+	for {
+		page, err := b.client.XRangeN(cctx, st.key, "("+st.last, end, 256).Result()
+		if err != nil {
+			return err
+		}
+		for _, x := range page {
+			msg, ok := decode(st.topic, x)
+			if !ok {
+				b.cfg.onError(fmt.Errorf("sseredis: skipping entry %s of %s: no %q field", x.ID, st.key, fieldBody))
+				st.last = x.ID
+				continue
+			}
+			if prev, _ := x.Values[fieldPrev].(string); prev != st.last {
+				p, _ := parseID(prev)
+				last, _ := parseID(st.last)
+				reason := sse.ErrOverrun // trimmed before it was read
+				if p.cmp(last) < 0 {
+					reason = sse.ErrDataLoss
+				}
+				b.gap(st, prev, reason)
+			}
+			st.last = x.ID
+			b.deliver(msg)
+		}
+		if len(page) < 256 {
+			return nil
+		}
+	}
+}
+
+// gap delivers a gap of st, after which delivery goes on after id.
+func (b *Backend) gap(st *topicState, id string, reason error) {
+	st.last = id
+	if id == noID {
+		id = ""
+	}
+	b.deliver(sse.Message{ID: id, Topic: st.topic, Topics: []string{st.topic}, Lost: reason})
+}
+
+func splitTopics(topic, field string) []string {
+	if field == "" {
+		return []string{topic}
+	}
+	return strings.Split(field, topicSep)
+}
+
+func decode(topic string, x redis.XMessage) (sse.Message, bool) {
 	body, ok := x.Values[fieldBody].(string)
 	if !ok {
 		return sse.Message{}, false
 	}
-	topics, _ := x.Values[fieldTopics].(string)
+	field, _ := x.Values[fieldTopics].(string)
 	return sse.Message{
 		ID:     x.ID,
-		Topics: strings.Split(topics, topicSep),
+		Topic:  topic,
+		Topics: splitTopics(topic, field),
 		Body:   []byte(body),
 		Time:   idTime(x.ID),
 	}, true
@@ -560,11 +856,15 @@ func idTime(id string) time.Time {
 	return time.Time{}
 }
 
-// CompareIDs orders two event ids of this backend (Redis stream ids),
-// returning -1, 0 or +1. It implements [sse.IDComparer], which lets a
-// broker whose reader lags behind another server skip the events a
-// reconnecting client already got there.
+// CompareIDs implements [sse.Backend]: it orders two stream ids; "" is
+// the first of all.
 func (b *Backend) CompareIDs(x, y string) (int, error) {
+	if x == "" {
+		x = noID
+	}
+	if y == "" {
+		y = noID
+	}
 	a, ok1 := parseID(x)
 	c, ok2 := parseID(y)
 	if !ok1 || !ok2 {
@@ -572,5 +872,3 @@ func (b *Backend) CompareIDs(x, y string) (int, error) {
 	}
 	return a.cmp(c), nil
 }
-
-var _ sse.IDComparer = (*Backend)(nil)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,19 +36,25 @@ func TestTwoBrokersShareRedis(t *testing.T) {
 	assert.Equal(t, id, ev.ID)
 	assert.Equal(t, "kitchen", ev.Event)
 	assert.Equal(t, "21.5", ev.Data)
-	assert.Equal(t, id, next(t, onA).ID, "the publishing server's own subscribers get it too")
+	ev = next(t, onA)
+	assert.Equal(t, "21.5", ev.Data, "the publishing server's own subscribers get it too")
+	assert.Regexp(t, `^[0-9a-z]+:,`+id+`$`, ev.ID, "a stream on two topics: its position in hall (none yet), then kitchen")
 
 	id2 := b.publish(t, "kitchen", "22")
-	assert.Equal(t, id2, next(t, onA).ID)
+	assert.Equal(t, "22", next(t, onA).Data)
 	assert.Equal(t, id2, next(t, onB).ID)
 
-	// One event on two topics reaches a subscriber of both once.
+	// One event on two topics reaches a subscriber of both once, with
+	// the same id in both.
 	id3, err := b.broker.PublishTopics(context.Background(), []string{"kitchen", "hall"}, sse.Event{Data: "both"})
 	require.NoError(t, err)
 	id4 := a.publish(t, "hall", "hall only")
-	assert.Equal(t, id3, next(t, onA).ID)
-	assert.Equal(t, id4, next(t, onA).ID)
+	ev = next(t, onA)
+	assert.Equal(t, "both", ev.Data)
+	assert.True(t, strings.HasSuffix(ev.ID, ","+id3), ev.ID)
+	assert.Equal(t, "hall only", next(t, onA).Data)
 	assert.Equal(t, id3, next(t, onB).ID)
+	assert.Less(t, id3, id4)
 
 	_, err = a.broker.Publish(context.Background(), "kitchen", sse.Event{ID: "mine", Data: "x"})
 	assert.ErrorIs(t, err, sseredis.ErrOwnID)
@@ -61,42 +68,48 @@ func TestReconnectToOtherServer(t *testing.T) {
 	prefix := testPrefix(t)
 	a, b := newNode(t, redisAddr, prefix), newNode(t, redisAddr, prefix)
 	s := a.connect(t, "", "x", "y")
-	var ids []string
+	var all []string
 	for i := range 4 {
-		ids = append(ids, a.publish(t, []string{"x", "y"}[i%2], strconv.Itoa(i)))
+		a.publish(t, []string{"x", "y"}[i%2], strconv.Itoa(i))
+		all = append(all, strconv.Itoa(i))
 	}
 	for i := range 2 {
-		ev := next(t, s)
-		require.Equal(t, ids[i], ev.ID)
-		require.Equal(t, strconv.Itoa(i), ev.Data)
+		require.Equal(t, strconv.Itoa(i), next(t, s).Data)
 	}
 	last := s.LastEventID()
 	require.NoError(t, s.Close())
 
-	// Missed while away: published on both servers, some on another topic.
-	var missed []string
-	for i := 4; i < 10; i++ {
+	// Missed while away: published on both servers, some on another
+	// topic, some on both.
+	for i := 4; i < 12; i++ {
 		n := []*node{a, b}[i%2]
-		topic := []string{"x", "y", "z"}[i%3]
-		id := n.publish(t, topic, strconv.Itoa(i))
-		if topic != "z" {
-			missed = append(missed, id)
+		topics := [][]string{{"x"}, {"y"}, {"z"}, {"x", "y"}}[i%4]
+		_, err := n.broker.PublishTopics(context.Background(), topics, sse.Event{Event: strings.Join(topics, "+"), Data: strconv.Itoa(i)})
+		require.NoError(t, err)
+		if topics[0] != "z" {
+			all = append(all, strconv.Itoa(i))
 		}
 	}
-	want := append(ids[2:], missed...)
 	// B's reader may not have delivered all of them yet, nor even the
 	// client's last one: either way the client gets each missed event
-	// once (the broker compares ids with CompareIDs).
-
+	// once, in each topic's order.
 	s = b.connect(t, last, "x", "y")
 	assert.Empty(t, s.Response.Header.Get(sse.HeaderEventsLost))
-	var got []string
-	for range want {
-		got = append(got, next(t, s).ID)
+	got := map[string][]string{}
+	for range all[2:] {
+		ev := next(t, s)
+		got[ev.Event] = append(got[ev.Event], ev.Data)
 	}
-	assert.Equal(t, want, got)
-	live := a.publish(t, "y", "live")
-	assert.Equal(t, live, next(t, s).ID)
+	assert.Equal(t, map[string][]string{"x": {"2", "4", "8"}, "y": {"3", "5", "9"}, "x+y": {"7", "11"}}, got)
+	a.publish(t, "y", "live")
+	assert.Equal(t, "live", next(t, s).Data)
+
+	// And again from the id of the last event: nothing but what follows.
+	last = s.LastEventID()
+	require.NoError(t, s.Close())
+	s = a.connect(t, last, "y", "x")
+	b.publish(t, "x", "after")
+	assert.Equal(t, "after", next(t, s).Data)
 }
 
 // Redis goes away mid-stream and comes back (with its data, from its
@@ -144,12 +157,11 @@ func TestRedisRestart(t *testing.T) {
 			heartbeats++
 		}
 	}
-	// A reconnect that needs a replay from Redis meanwhile (its id is
-	// older than what the broker keeps in memory) is asked to come back
+	// A stream that needs Redis meanwhile (on a topic this broker does not
+	// serve yet, it has nothing of it in memory) is asked to come back
 	// later with the same Last-Event-ID: a short stream holding a retry
 	// field (an error status would end a browser's EventSource for good).
-	// One whose id the broker still keeps is served from memory.
-	res, err := http.Get(a.url + "?topic=t&lastEventId=0-1")
+	res, err := http.Get(a.url + "?topic=u&lastEventId=" + before)
 	require.NoError(t, err)
 	body, err := io.ReadAll(res.Body)
 	_ = res.Body.Close()
@@ -209,7 +221,7 @@ func TestTrimmedHistorySignalsLost(t *testing.T) {
 	fresh := newNode(t, redisAddr, prefix, sseredis.WithMaxLen(10))
 	cases := []struct{ lastID, reason string }{
 		{old, "expired"},
-		{"99999999999999-0", "unknown"},
+		{"99999999999999-0", "data-loss"},
 		{"not-an-id", "malformed"},
 	}
 	for _, c := range cases {
@@ -240,16 +252,19 @@ func TestTrimmedHistorySignalsLost(t *testing.T) {
 }
 
 // startBackend starts a backend on its own prefix, delivering into a
-// channel.
-func startBackend(t *testing.T, client redis.UniversalClient, opts ...sseredis.Option) (*sseredis.Backend, string, <-chan sse.Message) {
+// channel, and watches topics.
+func startBackend(t *testing.T, client redis.UniversalClient, topics []string, opts ...sseredis.Option) (*sseredis.Backend, <-chan sse.Message) {
 	t.Helper()
 	opts = append([]sseredis.Option{sseredis.WithPrefix(testPrefix(t))}, opts...)
 	be := sseredis.New(client, opts...)
-	ch := make(chan sse.Message, 1000)
-	pos, err := be.Start(func(m sse.Message) { ch <- m })
-	require.NoError(t, err)
+	ch := make(chan sse.Message, 10000)
+	require.NoError(t, be.Start(func(m sse.Message) { ch <- m }))
 	t.Cleanup(func() { assert.NoError(t, be.Close()) })
-	return be, pos, ch
+	for _, topic := range topics {
+		_, err := be.Watch(context.Background(), topic)
+		require.NoError(t, err)
+	}
+	return be, ch
 }
 
 func pub(t *testing.T, be *sseredis.Backend, topics ...string) string {
@@ -271,47 +286,55 @@ func TestReplay(t *testing.T) {
 	needRedis(t)
 	ctx := context.Background()
 	client := newClient(t, redisAddr)
-	be, pos, delivered := startBackend(t, client)
-	assert.Equal(t, "0-0", pos, "an empty stream starts at 0-0")
+	be, delivered := startBackend(t, client, []string{"a", "b"})
 
-	// a, b, a+b, c, b, a
+	// a, b, a+b, c, b, a: ids are ordered in each topic (topics may
+	// have the same ids)
 	e := []string{pub(t, be, "a"), pub(t, be, "b"), pub(t, be, "a", "b"), pub(t, be, "c"), pub(t, be, "b"), pub(t, be, "a")}
-	for i, id := range e { // delivered once each, in order, with all topics
+	// Delivered once for each watched topic, in each topic's order, with
+	// all its topics; c is not watched.
+	want := []string{"a " + e[0], "b " + e[1], "a " + e[2], "b " + e[2], "b " + e[4], "a " + e[5]}
+	var got []string
+	for range want {
 		select {
 		case m := <-delivered:
-			assert.Equal(t, id, m.ID, "delivery %d", i)
 			assert.Equal(t, "data: x\n\n", string(m.Body))
-			if i == 2 {
+			if m.ID == e[2] {
 				assert.Equal(t, []string{"a", "b"}, m.Topics)
 			}
+			got = append(got, m.Topic+" "+m.ID)
 		case <-time.After(guard):
-			t.Fatalf("event %d not delivered", i)
+			t.Fatalf("not delivered: %q", want[len(got):])
 		}
 	}
+	assert.ElementsMatch(t, want, got)
+	assert.Less(t, slices.Index(got, "a "+e[0]), slices.Index(got, "a "+e[2]))
+	assert.Less(t, slices.Index(got, "b "+e[2]), slices.Index(got, "b "+e[4]))
 
 	cases := []struct {
 		name         string
-		topics       []string
+		topic        string
 		after, until string
+		limit        int
 		want         []string
 		err          error
 	}{
-		{"all from the start", []string{"a", "b", "c"}, "0-0", e[5], e, nil},
-		{"merged topics in publish order", []string{"a", "b"}, e[0], e[5], []string{e[1], e[2], e[4], e[5]}, nil},
-		{"one topic", []string{"b"}, "0-0", e[5], []string{e[1], e[2], e[4]}, nil},
-		{"up to until", []string{"a", "b", "c"}, e[1], e[3], []string{e[2], e[3]}, nil},
-		{"after == until", []string{"a"}, e[3], e[3], []string{}, nil},
-		{"after beyond until", []string{"a"}, e[4], e[2], []string{}, nil},
-		{"no until", []string{"a"}, e[2], "", []string{e[5]}, nil},
-		{"up to date", []string{"a"}, e[5], e[5], []string{}, nil},
-		{"newer than the stream", []string{"a"}, "99999999999999-0", e[5], nil, sse.ErrUnknownEventID},
-		{"never given out", []string{"a"}, idTime(t, e[0]) + "-999999", e[5], nil, sse.ErrUnknownEventID},
-		{"malformed", []string{"a"}, "1-x", e[5], nil, sse.ErrMalformedEventID},
-		{"not an id", []string{"a"}, "hello", e[5], nil, sse.ErrMalformedEventID},
+		{"all from the start", "a", "", e[5], 10, []string{e[0], e[2], e[5]}, nil},
+		{"0-0 is the start", "b", "0-0", "", 10, []string{e[1], e[2], e[4]}, nil},
+		{"a page", "a", "", "", 2, []string{e[0], e[2]}, nil},
+		{"the next page", "a", e[2], "", 2, []string{e[5]}, nil},
+		{"up to until", "b", e[1], e[2], 10, []string{e[2]}, nil},
+		{"after == until", "a", e[2], e[2], 10, []string{}, nil},
+		{"after beyond until", "a", e[5], e[2], 10, []string{}, nil},
+		{"up to date", "c", e[3], "", 10, []string{}, nil},
+		{"newer than the stream", "a", "99999999999999-0", "", 10, nil, sse.ErrDataLoss},
+		{"never given out", "a", idTime(t, e[0]) + "-999999", "", 10, nil, sse.ErrDataLoss},
+		{"malformed", "a", "1-x", "", 10, nil, sse.ErrMalformedEventID},
+		{"not an id", "a", "hello", "", 10, nil, sse.ErrMalformedEventID},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := be.Replay(ctx, c.topics, c.after, c.until)
+			got, err := be.Replay(ctx, c.topic, c.after, c.until, c.limit)
 			if c.err != nil {
 				assert.ErrorIs(t, err, c.err)
 				assert.ErrorIs(t, err, sse.ErrEventsLost)
@@ -324,18 +347,21 @@ func TestReplay(t *testing.T) {
 
 	_, err := be.Publish(ctx, []string{"a"}, "own", nil)
 	assert.ErrorIs(t, err, sseredis.ErrOwnID)
-	_, err = be.Start(func(sse.Message) {})
-	assert.ErrorIs(t, err, sse.ErrBackendStarted)
+	assert.ErrorIs(t, be.Start(func(sse.Message) {}), sse.ErrBackendStarted)
 
-	// A second backend on the same prefix starts at the last id and
+	// A second backend on the same prefix watches from the last id and
 	// replays the same history: ids hold across servers and restarts.
-	other := sseredis.New(client, sseredis.WithPrefix(be.Key()[:len(be.Key())-len("events")]))
-	pos, err = other.Start(func(sse.Message) {})
+	other := sseredis.New(client, sseredis.WithPrefix(strings.TrimSuffix(be.Key(""), "{}")))
+	require.NoError(t, other.Start(func(sse.Message) {}))
+	pos, err := other.Watch(ctx, "a")
 	require.NoError(t, err)
 	assert.Equal(t, e[5], pos)
-	got, err := other.Replay(ctx, []string{"a", "b"}, e[0], pos)
+	pos, err = other.Watch(ctx, "never")
 	require.NoError(t, err)
-	assert.Equal(t, []string{e[1], e[2], e[4], e[5]}, ids(got))
+	assert.Empty(t, pos, "a topic without events")
+	got2, err := other.Replay(ctx, "b", e[1], "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{e[2], e[4]}, ids(got2))
 	require.NoError(t, other.Close())
 	_, err = other.Publish(ctx, []string{"a"}, "", nil)
 	assert.ErrorIs(t, err, sse.ErrBackendClosed)
@@ -347,26 +373,26 @@ func TestReplayAfterTrim(t *testing.T) {
 	needRedis(t)
 	ctx := context.Background()
 	client := newClient(t, redisAddr)
-	be, _, _ := startBackend(t, client, sseredis.WithMaxLen(10))
+	be, _ := startBackend(t, client, nil, sseredis.WithMaxLen(10))
 	var e []string
 	for range 250 {
 		e = append(e, pub(t, be, "a"))
 	}
-	kept, err := client.XRange(ctx, be.Key(), "-", "+").Result()
+	kept, err := client.XRange(ctx, be.Key("a"), "-", "+").Result()
 	require.NoError(t, err)
 	require.Less(t, len(kept), 250, "trimmed")
 	require.GreaterOrEqual(t, len(kept), 10)
 	firstIdx := 250 - len(kept)
 	require.Equal(t, e[firstIdx], kept[0].ID)
 
-	got, err := be.Replay(ctx, []string{"a"}, e[firstIdx-1], e[249])
+	got, err := be.Replay(ctx, "a", e[firstIdx-1], e[249], 1000)
 	require.NoError(t, err)
 	assert.Equal(t, e[firstIdx:], ids(got))
-	got, err = be.Replay(ctx, []string{"a"}, e[firstIdx], e[249])
+	got, err = be.Replay(ctx, "a", e[firstIdx], e[249], 1000)
 	require.NoError(t, err)
 	assert.Equal(t, e[firstIdx+1:], ids(got))
-	for _, after := range []string{e[firstIdx-2], e[0], "0-0"} {
-		_, err = be.Replay(ctx, []string{"a"}, after, e[249])
+	for _, after := range []string{e[firstIdx-2], e[0], "0-0", ""} {
+		_, err = be.Replay(ctx, "a", after, e[249], 1000)
 		assert.ErrorIs(t, err, sse.ErrHistoryExpired, after)
 	}
 }
@@ -375,7 +401,7 @@ func TestMaxAge(t *testing.T) {
 	needRedis(t)
 	ctx := context.Background()
 	client := newClient(t, redisAddr)
-	be, _, _ := startBackend(t, client, sseredis.WithMaxLen(0), sseredis.WithMaxAge(time.Millisecond))
+	be, _ := startBackend(t, client, nil, sseredis.WithMaxLen(0), sseredis.WithMaxAge(time.Millisecond))
 	first := pub(t, be, "a")
 	// MINID ~ trims whole radix nodes: fill more than one, with a clock
 	// tick between the first node and the last entry.
@@ -387,11 +413,11 @@ func TestMaxAge(t *testing.T) {
 		last = pub(t, be, "a")
 	}
 	last = pub(t, be, "a")
-	n, err := client.XLen(ctx, be.Key()).Result()
+	n, err := client.XLen(ctx, be.Key("a")).Result()
 	require.NoError(t, err)
 	assert.Less(t, n, int64(252), "old entries trimmed")
 	assert.Positive(t, n, "the newest entry is kept")
-	_, err = be.Replay(ctx, []string{"a"}, first, last)
+	_, err = be.Replay(ctx, "a", first, last, 10)
 	assert.ErrorIs(t, err, sse.ErrHistoryExpired)
 }
 
@@ -411,16 +437,17 @@ func cut(id string) (string, string, bool) {
 	return "", "", false
 }
 
-// Close stops the reader promptly, even while it is blocked in XREAD, and
+// Close stops the reader promptly, even while it waits for messages, and
 // leaves no goroutine behind.
 func TestCloseNoLeak(t *testing.T) {
 	needRedis(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	client := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer func() { _ = client.Close() }()
-	be := sseredis.New(client, sseredis.WithPrefix(testPrefix(t)), sseredis.WithBlock(time.Minute))
+	be := sseredis.New(client, sseredis.WithPrefix(testPrefix(t)))
 	var delivered atomic.Int64
-	_, err := be.Start(func(sse.Message) { delivered.Add(1) })
+	require.NoError(t, be.Start(func(sse.Message) { delivered.Add(1) }))
+	_, err := be.Watch(context.Background(), "a")
 	require.NoError(t, err)
 	pub(t, be, "a")
 	start := time.Now()
@@ -428,12 +455,20 @@ func TestCloseNoLeak(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "Close unblocks the reader")
 	require.NoError(t, be.Close(), "a second Close is harmless")
 
-	// Start on an unreachable Redis fails with a testable error.
+	// Start on an unreachable Redis works; what needs Redis fails with a
+	// testable error within the timeout.
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer func() { _ = down.Close() }()
-	be = sseredis.New(down)
-	_, err = be.Start(func(sse.Message) {})
+	be = sseredis.New(down, sseredis.WithTimeout(200*time.Millisecond), sseredis.WithErrorHandler(func(error) {}))
+	require.NoError(t, be.Start(func(sse.Message) {}))
+	start = time.Now()
+	_, err = be.Watch(context.Background(), "a")
 	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	_, err = be.Publish(context.Background(), []string{"a"}, "", []byte("data: x\n\n"))
+	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	_, err = be.Replay(context.Background(), "a", "", "", 10)
+	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	assert.Less(t, time.Since(start), 3*time.Second)
 	require.NoError(t, be.Close())
 }
 
@@ -442,12 +477,13 @@ func TestCloseNoLeak(t *testing.T) {
 func TestConcurrentPublishOrder(t *testing.T) {
 	needRedis(t)
 	client := newClient(t, redisAddr)
-	one, _, d1 := startBackend(t, client)
-	two := sseredis.New(newClient(t, redisAddr), sseredis.WithPrefix(one.Key()[:len(one.Key())-len("events")]))
+	one, d1 := startBackend(t, client, []string{"a"})
+	two := sseredis.New(newClient(t, redisAddr), sseredis.WithPrefix(strings.TrimSuffix(one.Key(""), "{}")))
 	d2 := make(chan sse.Message, 1000)
-	_, err := two.Start(func(m sse.Message) { d2 <- m })
-	require.NoError(t, err)
+	require.NoError(t, two.Start(func(m sse.Message) { d2 <- m }))
 	t.Cleanup(func() { assert.NoError(t, two.Close()) })
+	_, err := two.Watch(context.Background(), "a")
+	require.NoError(t, err)
 
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -468,6 +504,7 @@ func TestConcurrentPublishOrder(t *testing.T) {
 		for range 400 {
 			select {
 			case m := <-ch:
+				require.Nil(t, m.Lost)
 				out = append(out, m.ID)
 			case <-time.After(guard):
 				t.Fatal("not all delivered")

@@ -33,7 +33,10 @@ func testPrefix(t *testing.T) string {
 	t.Cleanup(func() {
 		c := redis.NewClient(&redis.Options{Addr: redisAddr, MaxRetries: -1})
 		defer func() { _ = c.Close() }()
-		_ = c.Del(context.Background(), prefix+"events").Err()
+		keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			_ = c.Del(context.Background(), keys...).Err()
+		}
 	})
 	return prefix
 }

@@ -17,13 +17,13 @@ import (
 const RedisName = "gin-sse-redis"
 
 // ginSSERedis is gin-sse with sseredis as its backend: every Publish is an
-// XADD, and the events reach the subscribers through the backend's reader
-// (one blocking XREAD connection), as they would on every instance of a
-// cluster.
+// XADD and a shard-channel announcement, and the events reach the
+// subscribers through the backend's reader (one SSUBSCRIBE connection), as
+// they would on every instance of a cluster.
 type ginSSERedis struct {
 	*ginSSE
-	rdb *redis.Client
-	key string
+	rdb    *redis.Client
+	prefix string
 }
 
 func newGinSSERedis(o Options) (*ginSSERedis, error) {
@@ -32,20 +32,33 @@ func newGinSSERedis(o Options) (*ginSSERedis, error) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
 	// A prefix of its own, so that runs sharing a Redis do not see each
-	// other's events; the stream is deleted by Close.
-	backend := sseredis.New(rdb, sseredis.WithPrefix(fmt.Sprintf("ssebench:%d-%d:", os.Getpid(), time.Now().UnixNano())))
+	// other's events; its keys are deleted by Close.
+	prefix := fmt.Sprintf("ssebench:%d-%d:", os.Getpid(), time.Now().UnixNano())
+	backend := sseredis.New(rdb, sseredis.WithPrefix(prefix))
 	g, err := newGinSSE(o, sse.WithBackend(backend))
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &ginSSERedis{ginSSE: g, rdb: rdb, key: backend.Key()}, nil
+	return &ginSSERedis{ginSSE: g, rdb: rdb, prefix: prefix}, nil
 }
 
 func (g *ginSSERedis) Close() {
 	g.ginSSE.Close() // closes the backend
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = g.rdb.Del(ctx, g.key).Err()
+	var cursor uint64
+	for {
+		keys, next, err := g.rdb.Scan(ctx, cursor, g.prefix+"*", 1000).Result()
+		if err != nil {
+			break
+		}
+		if len(keys) > 0 {
+			_ = g.rdb.Del(ctx, keys...).Err()
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
 	_ = g.rdb.Close()
 }
