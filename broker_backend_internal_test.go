@@ -204,7 +204,7 @@ func TestBrokerBackendHistoryOlderThanTheLogs(t *testing.T) {
 	lag := newLagBackend()
 	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 3} }))
 	keep, _ := sub(t, b, []string{"t"}, "")
-	n := 2*replayPage + 10
+	n := 2*maxReplayPage + 10
 	for range n {
 		publishTo(t, b, "x", "t")
 	}
@@ -222,7 +222,7 @@ func TestBrokerBackendHistoryOlderThanTheLogs(t *testing.T) {
 	var got []string
 	for old.replaying() || len(got) == 0 {
 		require.NoError(t, old.refill(context.Background()))
-		assert.LessOrEqual(t, len(old.page), replayPage)
+		assert.LessOrEqual(t, len(old.page), maxReplayPage)
 		frames, _ := old.take(nil)
 		got = append(got, ids(frames)...)
 	}

@@ -74,6 +74,11 @@ func Topics(topics ...string) TopicsFunc {
 // field (the Retry-After delay), so that the client comes back later with
 // the same Last-Event-ID instead of giving up.
 //
+// With a [Backend], a stream on several topics gets ids that hold its
+// position in each of them ("<sum of the topics>:<id>,<id>,...", topics in
+// sorted order), since a backend orders events per topic; a stream on one
+// topic gets the events' own ids.
+//
 // A client that reconnects with Last-Event-ID first gets the events it
 // missed on its topics, then the live ones. When they cannot be replayed
 // it gets the [HeaderEventsLost] header and the [LostEventName] event

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +19,14 @@ const (
 	batchFrames = 512
 )
 
-// replayPage is the most messages a stream asks its backend for at once:
-// a replay holds at most one page in memory.
-const replayPage = 256
+// Bounds of the number of messages a stream asks its backend for at once.
+// A replay holds one page in memory, of about batchBytes: the number is
+// set by the size of the messages of the page before.
+const (
+	firstReplayPage = 64
+	minReplayPage   = 8
+	maxReplayPage   = 512
+)
 
 // cursor is a stream's place in the log of one of its topics.
 type cursor struct {
@@ -55,6 +61,7 @@ type stream struct {
 	pending    []replayRange
 	page       []*frame
 	pageCursor int    // the cursor whose topic page is of
+	pageLimit  int    // messages to ask for next; 0 for firstReplayPage
 	vec        bool   // several topics: its ids list a position for each
 	sum        string // of its topics, at the start of those ids
 }
@@ -361,7 +368,8 @@ func (s *stream) fill(ctx context.Context) (lost, err error) {
 	b := s.b
 	r := s.pending[0]
 	c := &s.cursors[r.c]
-	msgs, err := b.backend.Replay(ctx, c.log.name, r.after, r.until, replayPage)
+	limit := cmp.Or(s.pageLimit, firstReplayPage)
+	msgs, err := b.backend.Replay(ctx, c.log.name, r.after, r.until, limit)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -372,12 +380,17 @@ func (s *stream) fill(ctx context.Context) (lost, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 	}
-	if len(msgs) < replayPage || r.after == r.until {
+	if len(msgs) < limit || r.after == r.until {
 		s.pending = s.pending[1:]
 	} else {
 		s.pending[0].after = msgs[len(msgs)-1].ID
 	}
 	s.pageCursor = r.c
+	size := 1
+	for _, m := range msgs {
+		size += len(m.Body)
+	}
+	s.pageLimit = min(max(batchBytes*len(msgs)/size, minReplayPage), maxReplayPage)
 	for _, m := range msgs {
 		wire := append(append(append(make([]byte, 0, len("id: \n")+len(m.ID)+len(m.Body)), "id: "...), m.ID...), '\n')
 		s.page = append(s.page, &frame{id: m.ID, wire: append(wire, m.Body...), topics: m.Topics})

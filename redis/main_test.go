@@ -93,7 +93,7 @@ func startRedis(dir string, port int) (*redisServer, error) {
 		port = l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
 	}
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"}
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no", "--enable-debug-command", "local"}
 	if dir != "" {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
 	} else {
