@@ -335,3 +335,23 @@ func TestBrokerReplayFailureAsksToRetry(t *testing.T) {
 	_, err = b.Subscribe(context.Background(), []string{"t"}, "0")
 	assert.ErrorIs(t, err, ErrReplayFailed)
 }
+
+// A reconnect on several topics whose history is partly in the logs is
+// replayed up to one point for all its topics, and the logs go on after
+// it: an event both replayed and in a log is sent once.
+func TestBrokerBackendReplayThenLogsOnce(t *testing.T) {
+	lag := newLagBackend()
+	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 2} }))
+	keep, _ := sub(t, b, []string{"a", "b"}, "")
+	for i := range 5 {
+		publishTo(t, b, "a"+strconv.Itoa(i+1), "a") // ids 1 to 5
+	}
+	for i := range 3 {
+		publishTo(t, b, "b"+strconv.Itoa(i+1), "b") // ids 6 to 8
+	}
+	lag.catchUp() // the logs keep a4, a5 and b2, b3
+	takeAll(keep)
+	r, lost := sub(t, b, []string{"a", "b"}, keep.sum+":1,")
+	require.NoError(t, lost)
+	assert.Equal(t, []string{"a2", "a3", "a4", "a5", "b1", "b2", "b3"}, datas(takeAll(r)))
+}

@@ -57,20 +57,28 @@ type stream struct {
 	wake     chan struct{}
 
 	// With a backend: the history older than the logs still to replay,
-	// one topic after the other, and the page of it read last.
-	pending    []replayRange
-	page       []*frame
-	pageCursor int    // the cursor whose topic page is of
-	pageLimit  int    // messages to ask for next; 0 for firstReplayPage
+	// a range for each topic, and the frames merged from their pages.
+	pending   []replayRange
+	page      []pageFrame
+	pageLimit int // messages to ask for next; 0 for firstReplayPage
 	vec        bool   // several topics: its ids list a position for each
 	sum        string // of its topics, at the start of those ids
 }
 
 // replayRange is history of the topic of s.cursors[c] to ask the backend
-// for: after after, up to and including until.
+// for: after after, up to and including until; buf is the part of the
+// page read last that is not merged yet.
 type replayRange struct {
 	c            int
 	after, until string
+	buf          []Message
+	done         bool // nothing more to read
+}
+
+// pageFrame is a frame replayed, of the topic of s.cursors[c].
+type pageFrame struct {
+	f *frame
+	c int
 }
 
 // notify wakes the stream's goroutine.
@@ -321,6 +329,28 @@ func (b *Broker) placeBackendLocked(s *stream, lastID string, initial bool) (los
 			}
 		}
 	}
+	if len(s.pending) > 0 && s.vec && lost == nil {
+		// Every topic is replayed up to the same point, and its log goes
+		// on after what was replayed: the topics' pages are merged in id
+		// order, so that no event of several topics comes before an
+		// earlier event of one of them.
+		until := ""
+		for _, r := range s.pending {
+			if b.compareIDs(r.until, until) > 0 {
+				until = r.until
+			}
+		}
+		s.pending = s.pending[:0]
+		for i := range s.cursors {
+			c := &s.cursors[i]
+			r := replayRange{c: i, after: c.pos, until: until}
+			if b.compareIDs(c.pos, until) > 0 {
+				r.until = c.pos // it only checks c.pos
+			}
+			s.pending = append(s.pending, r)
+			c.ahead = true
+		}
+	}
 	return lost
 }
 
@@ -358,44 +388,72 @@ func (s *stream) idLocked() string {
 	return string(id)
 }
 
-// fill reads the next page of the history older than the logs, once the
-// last one is sent. lost is why a topic's history cannot be replayed: its
-// cursor then starts at the oldest event of its log.
+// fill reads the next pages of the history older than the logs, once
+// the frames of the last ones are sent, and merges them by id: each
+// topic's events in order, and an event of several topics after the
+// events before it in each. lost is why a topic's history cannot be
+// replayed: its cursor then starts at the oldest event of its log.
 func (s *stream) fill(ctx context.Context) (lost, err error) {
 	if len(s.pending) == 0 || len(s.page) > 0 {
 		return nil, nil
 	}
 	b := s.b
-	r := s.pending[0]
-	c := &s.cursors[r.c]
-	limit := cmp.Or(s.pageLimit, firstReplayPage)
-	msgs, err := b.backend.Replay(ctx, c.log.name, r.after, r.until, limit)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case errors.Is(err, ErrEventsLost):
-		s.pending = s.pending[1:]
-		c.next, c.pos, c.ahead = c.log.base, c.log.from, false
-		return err, nil
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
+	for i := range s.pending {
+		r := &s.pending[i]
+		if r.done || len(r.buf) > 0 {
+			continue
+		}
+		limit := cmp.Or(s.pageLimit, firstReplayPage)
+		msgs, err := b.backend.Replay(ctx, s.cursors[r.c].log.name, r.after, r.until, limit)
+		switch {
+		case errors.Is(err, ErrEventsLost):
+			b.mu.Lock()
+			c := &s.cursors[r.c]
+			c.next, c.pos, c.ahead = c.log.base, c.log.from, false
+			b.mu.Unlock()
+			r.done, lost = true, err
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
+		}
+		r.buf = msgs
+		if len(msgs) < limit || r.after == r.until {
+			r.done = true
+		} else {
+			r.after = msgs[len(msgs)-1].ID
+		}
+		size := 1
+		for _, m := range msgs {
+			size += len(m.Body)
+		}
+		s.pageLimit = min(max(batchBytes*len(msgs)/size, minReplayPage), maxReplayPage)
 	}
-	if len(msgs) < limit || r.after == r.until {
-		s.pending = s.pending[1:]
-	} else {
-		s.pending[0].after = msgs[len(msgs)-1].ID
-	}
-	s.pageCursor = r.c
-	size := 1
-	for _, m := range msgs {
-		size += len(m.Body)
-	}
-	s.pageLimit = min(max(batchBytes*len(msgs)/size, minReplayPage), maxReplayPage)
-	for _, m := range msgs {
+	for {
+		best := -1
+		for i := range s.pending {
+			r := &s.pending[i]
+			if len(r.buf) == 0 {
+				if !r.done {
+					best = -1 // its next page first
+					break
+				}
+				continue
+			}
+			if best < 0 || b.compareIDs(r.buf[0].ID, s.pending[best].buf[0].ID) < 0 {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		r := &s.pending[best]
+		m := r.buf[0]
+		r.buf = r.buf[1:]
 		wire := append(append(append(make([]byte, 0, len("id: \n")+len(m.ID)+len(m.Body)), "id: "...), m.ID...), '\n')
-		s.page = append(s.page, &frame{id: m.ID, wire: append(wire, m.Body...), topics: m.Topics})
+		s.page = append(s.page, pageFrame{&frame{id: m.ID, wire: append(wire, m.Body...), topics: m.Topics}, r.c})
 	}
-	return nil, nil
+	s.pending = slices.DeleteFunc(s.pending, func(r replayRange) bool { return r.done && len(r.buf) == 0 })
+	return lost, nil
 }
 
 // refill is fill for a stream under way: a history that cannot be
@@ -431,8 +489,8 @@ func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
 		size += len(f.wire)
 	}
 	for len(s.page) > 0 && size < batchBytes && len(dst) < batchFrames {
-		f := s.admitLocked(s.page[0], &s.cursors[s.pageCursor])
-		s.page[0] = nil
+		f := s.admitLocked(s.page[0].f, &s.cursors[s.page[0].c], false)
+		s.page[0] = pageFrame{}
 		s.page = s.page[1:]
 		if f != nil {
 			dst = append(dst, f)
@@ -506,7 +564,7 @@ func (s *stream) nextLocked() *frame {
 		f := best.log.at(best.next)
 		best.next++
 		if s.b.backend != nil {
-			if f = s.admitLocked(f, best); f != nil {
+			if f = s.admitLocked(f, best, true); f != nil {
 				return f
 			}
 			continue
@@ -522,13 +580,15 @@ func (s *stream) nextLocked() *frame {
 }
 
 // admitLocked returns what s sends for f, a frame of the topic of c with a
-// backend: nil when s has it already, the signal for a gap, or f, with the
-// id of the position of s when it has several topics. It moves c past f.
+// backend (of c's log, or replayed): nil when s has it already, the signal
+// for a gap, or f, with the id of the position of s when it has several
+// topics. It moves c past f.
 //
-// A backend gives an event published to several topics the same id in
-// each of them, so s had f already when its position in another of f's
-// topics is f or later.
-func (s *stream) admitLocked(f *frame, c *cursor) *frame {
+// A frame of the log that is not after c's position while c is ahead of
+// its log was replayed or sent by another process. A backend gives an
+// event published to several topics the same id in each of them, so s had
+// f already when its position in another of f's topics is f or later.
+func (s *stream) admitLocked(f *frame, c *cursor, ofLog bool) *frame {
 	b := s.b
 	if f.gap != nil {
 		c.pos, c.ahead = f.id, false
@@ -538,7 +598,7 @@ func (s *stream) admitLocked(f *frame, c *cursor) *frame {
 		s.overrun = true
 		return s.lostLocked(f.gap)
 	}
-	if c.ahead {
+	if c.ahead && ofLog {
 		if b.compareIDs(f.id, c.pos) <= 0 {
 			return nil
 		}

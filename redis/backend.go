@@ -162,6 +162,7 @@ type Backend struct {
 	ps      *redis.PubSub
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
+	readErr error // of the reader's connection, until it works again
 }
 
 // topicState is a watched topic. last and epoch belong to the reader
@@ -172,6 +173,7 @@ type topicState struct {
 	last       string        // id of the last entry delivered (or known when watched)
 	epoch      string        // of the topic's keys, as of the last entry read
 	dirty      bool          // must catch up from the stream
+	busy       bool          // being caught up, or delivering an entry of several topics
 }
 
 // subOp is a subscription change of a stream's shard channel.
@@ -239,6 +241,47 @@ func (b *Backend) Start(deliver func(sse.Message)) error {
 	go b.read(ctx)
 	go b.control(ctx)
 	return nil
+}
+
+// Ready reports whether the backend works: Redis answers, and the reader
+// is connected. Expose it as the app's readiness check, so that a load
+// balancer sends clients elsewhere while it fails:
+//
+//	r.GET("/readyz", func(c *gin.Context) {
+//		if err := backend.Ready(c.Request.Context()); err != nil {
+//			c.String(http.StatusServiceUnavailable, err.Error())
+//			return
+//		}
+//		c.String(http.StatusOK, "ok")
+//	})
+//
+// Its error wraps [ErrUnavailable], or is [sse.ErrBackendClosed].
+func (b *Backend) Ready(ctx context.Context) error {
+	b.mu.Lock()
+	closed, started, readErr := b.closed, b.started, b.readErr
+	b.mu.Unlock()
+	switch {
+	case closed:
+		return sse.ErrBackendClosed
+	case !started:
+		return fmt.Errorf("%w: not started", ErrUnavailable)
+	}
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	if readErr != nil {
+		return unavailable("reader", readErr)
+	}
+	return nil
+}
+
+// setReadErr records the state of the reader's connection.
+func (b *Backend) setReadErr(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.readErr = err
 }
 
 // Watch implements [sse.Backend]: it subscribes to topic's shard channel
@@ -599,10 +642,11 @@ func (b *Backend) read(ctx context.Context) {
 		}
 		var nerr interface{ Timeout() bool }
 		switch {
-		case err == nil:
+		case err == nil, errors.As(err, &nerr) && nerr.Timeout(): // connected
 			backoff = b.cfg.minBackoff
-		case errors.As(err, &nerr) && nerr.Timeout():
+			b.setReadErr(nil)
 		default:
+			b.setReadErr(err)
 			b.cfg.onError(unavailable("read", err))
 			if !sleep(ctx, backoff) {
 				return
@@ -642,9 +686,14 @@ func (b *Backend) watched(key string) *topicState {
 	return b.topics[key]
 }
 
+// hasDirty reports whether the reader has something to try again: a
+// topic to catch up, or a connection to check.
 func (b *Backend) hasDirty() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.readErr != nil {
+		return true
+	}
 	for _, st := range b.topics {
 		if st.dirty {
 			return true
@@ -691,9 +740,38 @@ func (b *Backend) receive(ctx context.Context, m *redis.Message) {
 	case parts[1] != st.last:
 		b.catchUp(ctx, st, parts[0]) // missed some
 	default:
-		st.last, st.epoch = parts[0], parts[2]
-		b.deliver(sse.Message{ID: parts[0], Topic: st.topic, Topics: splitTopics(st.topic, parts[3]), Body: []byte(parts[4]), Time: idTime(parts[0])})
+		st.epoch = parts[2]
+		b.deliverEntry(ctx, st, sse.Message{ID: parts[0], Topic: st.topic, Topics: splitTopics(st.topic, parts[3]), Body: []byte(parts[4]), Time: idTime(parts[0])})
 	}
+}
+
+// deliverEntry delivers msg, the entry of st's topic after the last one
+// delivered, unless it was delivered meanwhile. An entry of several topics
+// comes after every earlier entry of its other watched topics, which it
+// catches up first: a stream on several of them gets each topic's events
+// in order, whichever announcement arrives first.
+func (b *Backend) deliverEntry(ctx context.Context, st *topicState, msg sse.Message) {
+	if len(msg.Topics) > 1 {
+		st.busy = true
+		for _, t := range msg.Topics {
+			if o := b.watched(b.Key(t)); o != nil && o != st && !o.busy && o.last != "" && cmpIDs(o.last, msg.ID) < 0 {
+				b.catchUp(ctx, o, msg.ID)
+			}
+		}
+		st.busy = false
+	}
+	if cmpIDs(msg.ID, st.last) <= 0 {
+		return
+	}
+	st.last = msg.ID
+	b.deliver(msg)
+}
+
+// cmpIDs compares two stream ids; one that does not parse is the first.
+func cmpIDs(x, y string) int {
+	a, _ := parseID(x)
+	c, _ := parseID(y)
+	return a.cmp(c)
 }
 
 // catchUp reads the entries of st's stream after the last one delivered,
@@ -703,7 +781,9 @@ func (b *Backend) receive(ctx context.Context, m *redis.Message) {
 // were trimmed (sse.ErrOverrun) or lost by Redis (sse.ErrDataLoss). On a
 // Redis error it marks st, to try again.
 func (b *Backend) catchUp(ctx context.Context, st *topicState, until string) {
+	st.busy = true
 	err := b.catchUpOnce(ctx, st, until)
+	st.busy = false
 	b.mu.Lock()
 	st.dirty = err != nil
 	b.mu.Unlock()
@@ -753,6 +833,9 @@ func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string)
 			return err
 		}
 		for _, x := range page {
+			if cmpIDs(x.ID, st.last) <= 0 {
+				continue // delivered meanwhile, before an entry of several topics
+			}
 			msg, ok := decode(st.topic, x)
 			if !ok {
 				b.cfg.onError(fmt.Errorf("sseredis: skipping entry %s of %s: no %q field", x.ID, st.key, fieldBody))
@@ -768,8 +851,7 @@ func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string)
 				}
 				b.gap(st, prev, reason)
 			}
-			st.last = x.ID
-			b.deliver(msg)
+			b.deliverEntry(ctx, st, msg)
 		}
 		if len(page) < 256 {
 			return nil

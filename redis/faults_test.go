@@ -221,8 +221,10 @@ func TestStartWhileRedisDown(t *testing.T) {
 	assert.Contains(t, string(body), "\nretry: ", "come back later")
 	_, err = n.broker.Publish(context.Background(), "t", sse.Event{Data: "x"})
 	assert.ErrorIs(t, err, sseredis.ErrUnavailable)
+	assert.ErrorIs(t, n.backend.Ready(context.Background()), sseredis.ErrUnavailable)
 
 	require.NoError(t, srv.restart())
+	require.Eventually(t, func() bool { return n.backend.Ready(context.Background()) == nil }, guard, 20*time.Millisecond, "ready once Redis is back")
 	var s *sse.Subscription
 	require.Eventually(t, func() bool {
 		sub, err := n.broker.Subscribe(t.Context(), []string{"t"}, "")
