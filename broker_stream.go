@@ -60,9 +60,9 @@ type stream struct {
 	// a range for each topic, and the frames merged from their pages.
 	pending   []replayRange
 	page      []pageFrame
-	pageLimit int // messages to ask for next; 0 for firstReplayPage
-	vec        bool   // several topics: its ids list a position for each
-	sum        string // of its topics, at the start of those ids
+	pageLimit int    // messages to ask for next; 0 for firstReplayPage
+	vec       bool   // several topics: its ids list a position for each
+	sum       string // of its topics, at the start of those ids
 }
 
 // replayRange is history of the topic of s.cursors[c] to ask the backend
