@@ -309,8 +309,8 @@ func (b *Broker) dispatch(msg Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	l := b.logs[msg.Topic]
-	if b.closed || l == nil || !l.watched {
-		return
+	if b.closed || l == nil || l.watching == nil {
+		return // not served; while its Watch is under way, kept (see watch)
 	}
 	topics := l.self
 	if len(msg.Topics) > 1 {

@@ -126,10 +126,10 @@ func (l *lagBackend) Replay(_ context.Context, topic, after, until string, limit
 	if a < l.lostBefore[topic] {
 		return nil, fmt.Errorf("%w: %q", ErrDataLoss, after)
 	}
-	if until == "" {
-		u = len(l.msgs)
-	} else if u, err = strconv.Atoi(until); err != nil {
-		return nil, err
+	if until != "" {
+		if u, err = strconv.Atoi(until); err != nil {
+			return nil, err
+		}
 	}
 	var out []Message
 	for _, m := range l.msgs[a:max(a, u)] {
@@ -354,4 +354,71 @@ func TestBrokerBackendReplayThenLogsOnce(t *testing.T) {
 	r, lost := sub(t, b, []string{"a", "b"}, keep.sum+":1,")
 	require.NoError(t, lost)
 	assert.Equal(t, []string{"a2", "a3", "a4", "a5", "b1", "b2", "b3"}, datas(takeAll(r)))
+}
+
+// eagerBackend delivers from inside Watch, before it returns, as a backend
+// may: delivery has begun.
+type eagerBackend struct{ *lagBackend }
+
+func (e eagerBackend) Watch(ctx context.Context, topic string) (string, error) {
+	pos, err := e.lagBackend.Watch(ctx, topic)
+	e.catchUp()
+	return pos, err
+}
+
+// What the backend delivers between the start of delivery and the end of
+// Watch is kept.
+func TestBrokerBackendDeliveryDuringWatch(t *testing.T) {
+	lag := newLagBackend()
+	b := newTestBroker(t, WithBackend(eagerBackend{lag}))
+	publishTo(t, b, "1", "t")
+	lag.catchUp() // the position is 1
+	publishTo(t, b, "2", "t")
+	s, lost := sub(t, b, []string{"t"}, "1")
+	require.NoError(t, lost)
+	publishTo(t, b, "3", "t")
+	lag.catchUp()
+	assert.Equal(t, []string{"2", "3"}, ids(takeAll(s)))
+}
+
+// An id the logs do not know, with initial events: the lost signal and
+// the current state, and nothing older after it.
+func TestBrokerBackendUnknownIDWithInitialEvents(t *testing.T) {
+	lag := newLagBackend()
+	b := newTestBroker(t, WithBackend(lag))
+	keep, _ := sub(t, b, []string{"t", "u"}, "")
+	publishTo(t, b, "1", "t")
+	publishTo(t, b, "2", "u")
+	publishTo(t, b, "3", "t")
+	lag.catchUp()
+	takeAll(keep)
+	initial := func([]string) ([]Event, error) { return []Event{{Data: "state"}}, nil }
+	s, lost, err := b.subscribe(context.Background(), []string{"t"}, "2", "", nil, initial)
+	require.NoError(t, err)
+	defer b.remove(s)
+	assert.ErrorIs(t, lost, ErrUnknownEventID)
+	frames := takeAll(s)
+	require.Len(t, frames, 2)
+	assert.Contains(t, string(frames[0].wire), LostEventName)
+	assert.Equal(t, "state", datas(frames)[1])
+	assert.Equal(t, "3", frames[1].id, "the state is as of the newest event")
+}
+
+// A client ahead of this process's delivery whose log drops frames before
+// it reads them gets none of those it had.
+func TestBrokerBackendAheadThroughAnOverrun(t *testing.T) {
+	lag := newLagBackend()
+	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 2} }))
+	keep, _ := sub(t, b, []string{"t"}, "")
+	publishTo(t, b, "x", "t")
+	publishTo(t, b, "x", "t")
+	lag.catchUp()
+	takeAll(keep)
+	for range 3 {
+		publishTo(t, b, "x", "t")
+	}
+	s, lost := sub(t, b, []string{"t"}, "4") // another server sent 3 and 4
+	require.NoError(t, lost)
+	lag.catchUp() // 3, 4, 5 arrive; the log keeps 4 and 5
+	assert.Equal(t, []string{"5"}, ids(takeAll(s)))
 }

@@ -105,9 +105,8 @@ type topicLog struct {
 	waiters     []*cursor // parked cursors, woken by the next append
 
 	// With a backend: the log holds every event of the topic after from,
-	// once watched.
+	// once watched (watching is done).
 	from     string
-	watched  bool
 	watching *watchCall // the Watch under way, or done
 }
 
@@ -154,12 +153,17 @@ func (b *Broker) search(l *topicLog, id string) (uint64, bool) {
 // dropAll drops every frame of l.
 func (b *Broker) dropAll(l *topicLog) {
 	for l.len() > 0 {
-		old := l.at(l.base)
-		if old.refs--; old.refs == 0 {
-			b.forget(old)
-		}
-		l.dropped()
+		b.dropOldest(l)
 	}
+}
+
+// dropOldest drops the oldest frame of l.
+func (b *Broker) dropOldest(l *topicLog) {
+	old := l.at(l.base)
+	if old.refs--; old.refs == 0 {
+		b.forget(old)
+	}
+	l.dropped()
 }
 
 // push appends f to l, and drops the frames beyond l's policy.
@@ -171,11 +175,7 @@ func (b *Broker) push(l *topicLog, f *frame) {
 		limit = 1
 	}
 	for limit > 0 && l.len() > limit {
-		old := l.at(l.base)
-		if old.refs--; old.refs == 0 {
-			b.forget(old)
-		}
-		l.dropped()
+		b.dropOldest(l)
 	}
 }
 
@@ -297,7 +297,7 @@ func (b *Broker) freeIfUnused(l *topicLog) {
 		b.dropAll(l)
 		if l.watching != nil {
 			b.backend.Unwatch(l.name)
-			l.watching, l.watched = nil, false
+			l.watching = nil
 		}
 	}
 	if l.len() == 0 && b.logs[l.name] == l {

@@ -256,6 +256,10 @@ func (b *Broker) placeLocked(s *stream, lastID string, initial bool) (lost error
 }
 
 // watch has the backend deliver the topics of s, and waits until it does.
+// The backend may deliver before Watch returns: the log keeps those
+// frames, but for any of a history up to the position Watch returns. The
+// Watch is shared by the subscribers that wait for it, so the context of
+// the one that started it does not end it (the backend's timeout does).
 func (b *Broker) watch(ctx context.Context, s *stream) error {
 	for i := range s.cursors {
 		l := s.cursors[i].log
@@ -265,14 +269,20 @@ func (b *Broker) watch(ctx context.Context, s *stream) error {
 			call = &watchCall{done: make(chan struct{})}
 			l.watching = call
 			b.mu.Unlock()
-			pos, err := b.backend.Watch(ctx, l.name)
+			pos, err := b.backend.Watch(context.WithoutCancel(ctx), l.name)
 			b.mu.Lock()
 			if l.watching == call {
 				if err != nil {
+					b.dropAll(l)
 					l.watching = nil // the next subscriber tries again
 					b.backend.Unwatch(l.name)
 				} else {
-					l.from, l.watched = pos, true
+					for l.len() > 0 && b.compareIDs(l.at(l.base).id, pos) <= 0 {
+						b.dropOldest(l)
+					}
+					if b.compareIDs(pos, l.from) > 0 {
+						l.from = pos
+					}
 				}
 			}
 			call.err = err
@@ -302,6 +312,35 @@ func (b *Broker) placeBackendLocked(s *stream, lastID string, initial bool) (los
 	if lastID != "" {
 		positions, lost = s.positions(lastID)
 	}
+	// Where each cursor resumes, once all are known to be valid.
+	const (
+		inLog = iota
+		older
+		ahead
+	)
+	kind := make([]int, len(s.cursors))
+	next := make([]uint64, len(s.cursors))
+	for i := range s.cursors {
+		if lastID == "" || lost != nil {
+			break
+		}
+		l := s.cursors[i].log
+		if b.compareIDs(positions[i], l.from) < 0 {
+			kind[i] = older
+			continue
+		}
+		n, known := b.search(l, positions[i])
+		switch {
+		case known:
+			kind[i], next[i] = inLog, n
+		case n == l.end():
+			// Past what this process delivered: another one sent it.
+			// The backend checks it, and the log skips up to it.
+			kind[i], next[i] = ahead, n
+		default:
+			lost = fmt.Errorf("%w: %q", ErrUnknownEventID, lastID)
+		}
+	}
 	for i := range s.cursors {
 		c := &s.cursors[i]
 		l := c.log
@@ -310,23 +349,14 @@ func (b *Broker) placeBackendLocked(s *stream, lastID string, initial bool) (los
 			c.next, c.pos = l.end(), l.endID()
 		case lost != nil:
 			c.next, c.pos = l.base, l.from
-		case b.compareIDs(positions[i], l.from) < 0: // older than the log
+		case kind[i] == older:
 			s.pending = append(s.pending, replayRange{c: i, after: positions[i], until: l.from})
 			c.next, c.pos = l.base, positions[i]
+		case kind[i] == ahead:
+			s.pending = append(s.pending, replayRange{c: i, after: positions[i], until: positions[i]})
+			c.next, c.pos, c.ahead = next[i], positions[i], true
 		default:
-			next, known := b.search(l, positions[i])
-			switch {
-			case known:
-				c.next, c.pos = next, positions[i]
-			case next == l.end():
-				// Past what this process delivered: another one sent it.
-				// The backend checks it, and the log skips up to it.
-				s.pending = append(s.pending, replayRange{c: i, after: positions[i], until: positions[i]})
-				c.next, c.pos, c.ahead = next, positions[i], true
-			default:
-				c.next, c.pos = l.base, l.from
-				lost = fmt.Errorf("%w: %q", ErrUnknownEventID, lastID)
-			}
+			c.next, c.pos = next[i], positions[i]
 		}
 	}
 	if len(s.pending) > 0 && s.vec && lost == nil {
@@ -422,11 +452,13 @@ func (s *stream) fill(ctx context.Context) (lost, err error) {
 		} else {
 			r.after = msgs[len(msgs)-1].ID
 		}
-		size := 1
-		for _, m := range msgs {
-			size += len(m.Body)
+		if len(msgs) > 0 {
+			size := 1
+			for _, m := range msgs {
+				size += len(m.Body)
+			}
+			s.pageLimit = min(max(batchBytes*len(msgs)/size, minReplayPage), maxReplayPage)
 		}
-		s.pageLimit = min(max(batchBytes*len(msgs)/size, minReplayPage), maxReplayPage)
 	}
 	for {
 		best := -1
@@ -462,9 +494,12 @@ func (s *stream) refill(ctx context.Context) error {
 	lost, err := s.fill(ctx)
 	if lost != nil {
 		s.b.mu.Lock()
-		s.head = append(s.head, lostFrame(lost, s.lastID, ""))
+		if !s.overrun { // one signal for each gap
+			s.overrun = true
+			s.head = append(s.head, lostFrame(lost, s.lastID, ""))
+			s.b.lost.Add(1)
+		}
 		s.b.mu.Unlock()
-		s.b.lost.Add(1)
 	}
 	return err
 }
@@ -539,7 +574,7 @@ func (s *stream) nextLocked() *frame {
 				} else if s.b.backend != nil {
 					// The backend still has them, most likely.
 					s.pending = append(s.pending, replayRange{c: i, after: c.pos, until: c.log.from})
-					c.next, c.ahead = c.log.base, false
+					c.next = c.log.base
 					return nil
 				} else {
 					c.next = c.log.base

@@ -169,7 +169,8 @@ type Backend struct {
 // goroutine; Watch reads last once ready is closed.
 type topicState struct {
 	topic, key string
-	ready      chan struct{} // closed once last is known
+	ready      chan struct{} // closed once pos is set
+	pos        string        // where delivery started: the last id when watched
 	last       string        // id of the last entry delivered (or known when watched)
 	epoch      string        // of the topic's keys, as of the last entry read
 	dirty      bool          // must catch up from the stream
@@ -304,10 +305,10 @@ func (b *Backend) Watch(ctx context.Context, topic string) (string, error) {
 	defer cancel()
 	select {
 	case <-st.ready:
-		if st.last == noID {
+		if st.pos == noID {
 			return "", nil
 		}
-		return st.last, nil
+		return st.pos, nil
 	case <-ctx.Done():
 		return "", unavailable("watch "+topic, ctx.Err())
 	}
@@ -497,7 +498,7 @@ func (b *Backend) isClosed() bool {
 
 // Replay implements [sse.Backend]. It reads, in one round trip, the
 // entries of topic's stream after after up to until (XRANGE, at most
-// limit) with what it needs to check after:
+// limit; none when until is "") with what it needs to check after:
 //   - not a stream id: [sse.ErrMalformedEventID];
 //   - older than the entry before the first one kept (entries after it
 //     were trimmed): [sse.ErrHistoryExpired];
@@ -516,15 +517,13 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 	if !ok {
 		return nil, fmt.Errorf("%w: %q is not a Redis stream id", sse.ErrMalformedEventID, after)
 	}
-	end := "+"
+	end := "" // nothing to read, but after is still checked
 	if until != "" {
 		to, ok := parseID(until)
 		if !ok {
 			return nil, fmt.Errorf("sseredis: replay up to %q: not a Redis stream id", until)
 		}
-		if to.cmp(from) <= 0 {
-			end = "" // nothing to read, but after is still checked
-		} else {
+		if to.cmp(from) > 0 {
 			end = until
 		}
 	}
@@ -550,13 +549,24 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 	if rng == nil {
 		return nil, nil
 	}
-	out := make([]sse.Message, 0, len(rng.Val()))
-	for _, x := range rng.Val() {
-		if msg, ok := decode(topic, x); ok {
-			out = append(out, msg)
+	page, want := rng.Val(), limit
+	out := make([]sse.Message, 0, len(page))
+	for {
+		for _, x := range page {
+			if msg, ok := decode(topic, x); ok {
+				out = append(out, msg)
+			}
+		}
+		if len(out) == limit || len(page) < want {
+			return out, nil
+		}
+		// Entries that do not decode were skipped: fill the page, so
+		// that a short one still means the end.
+		want = limit - len(out)
+		if page, err = b.client.XRangeN(ctx, key, "("+page[len(page)-1].ID, end, int64(want)).Result(); err != nil {
+			return nil, unavailable("replay", err)
 		}
 	}
-	return out, nil
 }
 
 // check returns why the entries of topic after after cannot be replayed
@@ -810,7 +820,7 @@ func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string)
 		lastGen = i.LastGeneratedID
 	}
 	if st.last == "" { // watched just now: delivery starts after the last entry
-		st.last, st.epoch = lastGen, epoch.Val()
+		st.last, st.pos, st.epoch = lastGen, lastGen, epoch.Val()
 		close(st.ready)
 		return nil
 	}
@@ -820,7 +830,7 @@ func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string)
 	case st.epoch != "" && e != st.epoch:
 		b.gap(st, noID, sse.ErrDataLoss) // the topic's keys are not those read before: Redis lost them
 	case lg.cmp(last) < 0:
-		b.gap(st, noID, sse.ErrDataLoss) // Redis lost the last entries delivered
+		b.gap(st, lastGen, sse.ErrDataLoss) // Redis lost the last entries delivered: go on after what it has
 	}
 	st.epoch = epoch.Val()
 	end := "+"

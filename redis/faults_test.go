@@ -314,3 +314,37 @@ func TestReplayStormMemory(t *testing.T) {
 	t.Logf("peak heap %.1f MiB over a baseline of %.1f MiB", float64(grown)/(1<<20), float64(base.HeapInuse)/(1<<20))
 	assert.Less(t, grown, int64(200<<20), "the history is %d MiB; clients x history would be %d MiB", events*size>>20, clients*events*size>>20)
 }
+
+// Redis comes back without the last entries an instance delivered (as
+// after a failover to a replica that lacked them): its streams get the
+// data-loss signal, then the events that follow, and none they had again.
+func TestLostTailIsSignalledOnce(t *testing.T) {
+	srv := ownRedis(t, "")
+	prefix := testPrefix(t)
+	a := newNode(t, srv.addr, prefix, sseredis.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	s, err := a.broker.Subscribe(t.Context(), []string{"t"}, "")
+	require.NoError(t, err)
+	c := newClient(t, srv.addr)
+	a.publish(t, "t", "e1")
+	dump, err := c.Dump(context.Background(), a.backend.Key("t")).Result()
+	require.NoError(t, err)
+	a.publish(t, "t", "e2")
+	a.publish(t, "t", "e3")
+	for _, want := range []string{"e1", "e2", "e3"} {
+		ev, err := s.Next()
+		require.NoError(t, err)
+		require.Equal(t, want, ev.Data)
+	}
+	// The stream as it was after e1; the reader notices on reconnect.
+	require.NoError(t, c.RestoreReplace(context.Background(), a.backend.Key("t"), 0, dump).Err())
+	require.NoError(t, c.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err())
+	require.Eventually(t, func() bool { return a.backend.Ready(context.Background()) == nil }, guard, 10*time.Millisecond)
+	a.publish(t, "t", "e4")
+	ev, err := s.Next()
+	require.NoError(t, err)
+	assert.Equal(t, sse.LostEventName, ev.Event)
+	assert.Contains(t, ev.Data, `"reason":"data-loss"`)
+	ev, err = s.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "e4", ev.Data, "not e1 again")
+}
