@@ -81,8 +81,9 @@ type Backend interface {
 	// Start begins delivery: from now on, each message stored for a
 	// watched topic, by this process or another, is passed to deliver
 	// once for that topic, after it is stored, in the topic's order. Calls
-	// of deliver do not overlap. Start does not wait for the store: a
-	// store that cannot be reached yet is retried in the background.
+	// for one topic do not overlap; calls for different topics may. Start
+	// does not wait for the store: a store that cannot be reached yet is
+	// retried in the background.
 	Start(deliver func(Message)) error
 	// Watch begins delivery of topic. It returns its position: the id of
 	// the last message of topic stored before delivery began ("" when it

@@ -29,7 +29,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-sse/sse"
@@ -145,44 +144,6 @@ func WithErrorHandler(fn func(error)) Option {
 	return optionFunc(func(c *config) { c.onError = fn })
 }
 
-// Backend is an [sse.Backend] over Redis streams. Create it with [New] and
-// give it to one broker with [sse.WithBackend]; the broker calls Start and,
-// on Shutdown, Close. Close does not close the Redis client.
-type Backend struct {
-	client redis.UniversalClient
-	cfg    config
-
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	deliver func(sse.Message)
-	topics  map[string]*topicState // watched, by stream key
-	ops     []subOp                // subscription changes for the control goroutine
-	opsCh   chan struct{}          // signals ops
-	ps      *redis.PubSub
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	readErr error // of the reader's connection, until it works again
-}
-
-// topicState is a watched topic. last and epoch belong to the reader
-// goroutine; Watch reads last once ready is closed.
-type topicState struct {
-	topic, key string
-	ready      chan struct{} // closed once pos is set
-	pos        string        // where delivery started: the last id when watched
-	last       string        // id of the last entry delivered (or known when watched)
-	epoch      string        // of the topic's keys, as of the last entry read
-	dirty      bool          // must catch up from the stream
-	busy       bool          // being caught up, or delivering an entry of several topics
-}
-
-// subOp is a subscription change of a stream's shard channel.
-type subOp struct {
-	key string
-	sub bool
-}
-
 var _ sse.Backend = (*Backend)(nil)
 
 // New returns a backend storing events in Redis through client.
@@ -202,7 +163,9 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	if cfg.onError == nil {
 		cfg.onError = func(err error) { slog.Warn("sseredis", "err", err) }
 	}
-	return &Backend{client: client, cfg: cfg, topics: make(map[string]*topicState), opsCh: make(chan struct{}, 1)}
+	b := &Backend{client: client, cfg: cfg, topics: make(map[string]*topicState), shards: make(map[string]*shard), opsCh: make(chan struct{}, 1)}
+	b.cluster, _ = client.(*redis.ClusterClient)
+	return b
 }
 
 // Key returns the key of topic's stream; its shard channel has the same
@@ -215,154 +178,19 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
+// failed wraps the error of a call to Redis. With a cluster, it has the
+// client read the cluster's slots again: after a failover, go-redis keeps
+// calling the master that died until it does.
+func (b *Backend) failed(op string, err error) error {
+	if b.cluster != nil {
+		b.cluster.ReloadState(context.Background())
+	}
+	return unavailable(op, err)
+}
+
 // call returns ctx bounded by the backend's timeout.
 func (b *Backend) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.cfg.timeout)
-}
-
-// Start implements [sse.Backend]: it starts the reader, which connects to
-// Redis when it can. It fails only on a closed or started backend, or an
-// invalid prefix.
-func (b *Backend) Start(deliver func(sse.Message)) error {
-	if strings.ContainsAny(b.cfg.prefix, "{}") {
-		return fmt.Errorf("%w: %q", ErrInvalidPrefix, b.cfg.prefix)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return sse.ErrBackendClosed
-	}
-	if b.started {
-		return sse.ErrBackendStarted
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.started, b.cancel, b.deliver = true, cancel, deliver
-	b.ps = b.client.SSubscribe(ctx)
-	b.done.Add(2)
-	go b.read(ctx)
-	go b.control(ctx)
-	return nil
-}
-
-// Ready reports whether the backend works: Redis answers, and the reader
-// is connected. Expose it as the app's readiness check, so that a load
-// balancer sends clients elsewhere while it fails:
-//
-//	r.GET("/readyz", func(c *gin.Context) {
-//		if err := backend.Ready(c.Request.Context()); err != nil {
-//			c.String(http.StatusServiceUnavailable, err.Error())
-//			return
-//		}
-//		c.String(http.StatusOK, "ok")
-//	})
-//
-// Its error wraps [ErrUnavailable], or is [sse.ErrBackendClosed].
-func (b *Backend) Ready(ctx context.Context) error {
-	b.mu.Lock()
-	closed, started, readErr := b.closed, b.started, b.readErr
-	b.mu.Unlock()
-	switch {
-	case closed:
-		return sse.ErrBackendClosed
-	case !started:
-		return fmt.Errorf("%w: not started", ErrUnavailable)
-	}
-	ctx, cancel := b.call(ctx)
-	defer cancel()
-	if err := b.client.Ping(ctx).Err(); err != nil {
-		return unavailable("ping", err)
-	}
-	if readErr != nil {
-		return unavailable("reader", readErr)
-	}
-	return nil
-}
-
-// setReadErr records the state of the reader's connection.
-func (b *Backend) setReadErr(err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.readErr = err
-}
-
-// Watch implements [sse.Backend]: it subscribes to topic's shard channel
-// and, once subscribed, reads the id of its stream's last entry: the
-// position returned, after which the reader delivers every entry.
-func (b *Backend) Watch(ctx context.Context, topic string) (string, error) {
-	if err := checkTopic(topic); err != nil {
-		return "", err
-	}
-	st := &topicState{topic: topic, key: b.Key(topic), ready: make(chan struct{})}
-	b.mu.Lock()
-	if b.closed || !b.started {
-		b.mu.Unlock()
-		return "", sse.ErrBackendClosed
-	}
-	b.topics[st.key] = st
-	b.queue(subOp{key: st.key, sub: true})
-	b.mu.Unlock()
-	ctx, cancel := b.call(ctx)
-	defer cancel()
-	select {
-	case <-st.ready:
-		if st.pos == noID {
-			return "", nil
-		}
-		return st.pos, nil
-	case <-ctx.Done():
-		return "", unavailable("watch "+topic, ctx.Err())
-	}
-}
-
-// Unwatch implements [sse.Backend].
-func (b *Backend) Unwatch(topic string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	key := b.Key(topic)
-	if _, ok := b.topics[key]; ok && !b.closed {
-		delete(b.topics, key)
-		b.queue(subOp{key: key})
-	}
-}
-
-// queue adds a subscription change for the control goroutine. b.mu is held.
-func (b *Backend) queue(op subOp) {
-	b.ops = append(b.ops, op)
-	select {
-	case b.opsCh <- struct{}{}:
-	default:
-	}
-}
-
-// control makes the subscription changes, in order: a topic unwatched and
-// watched again is subscribed at the end. go-redis keeps the channels of
-// a PubSub and subscribes to them again on every new connection.
-func (b *Backend) control(ctx context.Context) {
-	defer b.done.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.opsCh:
-		}
-		b.mu.Lock()
-		ops := b.ops
-		b.ops = nil
-		b.mu.Unlock()
-		for _, op := range ops {
-			cctx, cancel := b.call(ctx)
-			var err error
-			if op.sub {
-				err = b.ps.SSubscribe(cctx, op.key)
-			} else {
-				err = b.ps.SUnsubscribe(cctx, op.key)
-			}
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				b.cfg.onError(unavailable("subscribe", err)) // done again on reconnect
-			}
-		}
-	}
 }
 
 func checkTopic(t string) error {
@@ -485,7 +313,7 @@ func (b *Backend) Publish(ctx context.Context, topics []string, id string, body 
 		if strings.Contains(err.Error(), "CROSSSLOT") {
 			return sse.Message{}, fmt.Errorf("%w: %q: %w", ErrCrossSlot, topics, err)
 		}
-		return sse.Message{}, unavailable("publish", err)
+		return sse.Message{}, b.failed("publish", err)
 	}
 	return sse.Message{ID: res, Topics: topics, Body: body, Time: idTime(res)}, nil
 }
@@ -541,7 +369,7 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 		return nil
 	})
 	if err != nil && !isNoSuchKey(err) {
-		return nil, unavailable("replay", err)
+		return nil, b.failed("replay", err)
 	}
 	if err := b.check(topic, after, info, exists); err != nil {
 		return nil, err
@@ -564,7 +392,7 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 		// that a short one still means the end.
 		want = limit - len(out)
 		if page, err = b.client.XRangeN(ctx, key, "("+page[len(page)-1].ID, end, int64(want)).Result(); err != nil {
-			return nil, unavailable("replay", err)
+			return nil, b.failed("replay", err)
 		}
 	}
 }
@@ -608,296 +436,6 @@ func (b *Backend) check(topic, after string, info *redis.XInfoStreamCmd, exists 
 func isNoSuchKey(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.Contains(err.Error(), "no such key")
-}
-
-// Close implements [sse.Backend]: it stops the reader and waits for it.
-// It does not close the Redis client.
-func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
-	}
-	b.closed = true
-	started := b.started
-	if started {
-		b.cancel()
-	}
-	b.mu.Unlock()
-	if !started {
-		return nil
-	}
-	err := b.ps.Close() // ends a Receive under way
-	b.done.Wait()
-	if err != nil && !errors.Is(err, redis.ErrClosed) {
-		return err
-	}
-	return nil
-}
-
-// read is the reader: it receives the entries announced on the channels of
-// the watched topics and delivers them, catching up from the streams when
-// it missed some, until ctx is done.
-func (b *Backend) read(ctx context.Context) {
-	defer b.done.Done()
-	backoff := b.cfg.minBackoff
-	for ctx.Err() == nil {
-		timeout := time.Duration(0)
-		if b.hasDirty() {
-			timeout = backoff
-		}
-		msg, err := b.ps.ReceiveTimeout(ctx, timeout)
-		if ctx.Err() != nil {
-			return
-		}
-		var nerr interface{ Timeout() bool }
-		switch {
-		case err == nil, errors.As(err, &nerr) && nerr.Timeout(): // connected
-			backoff = b.cfg.minBackoff
-			b.setReadErr(nil)
-		default:
-			b.setReadErr(err)
-			b.cfg.onError(unavailable("read", err))
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, b.cfg.maxBackoff)
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "ssubscribe" {
-				if st := b.watched(m.Channel); st != nil {
-					b.catchUp(ctx, st, "")
-				}
-			}
-		case *redis.Message:
-			b.receive(ctx, m)
-		}
-		b.cleanDirty(ctx)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// watched returns the state of the topic of a stream key, or nil.
-func (b *Backend) watched(key string) *topicState {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.topics[key]
-}
-
-// hasDirty reports whether the reader has something to try again: a
-// topic to catch up, or a connection to check.
-func (b *Backend) hasDirty() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.readErr != nil {
-		return true
-	}
-	for _, st := range b.topics {
-		if st.dirty {
-			return true
-		}
-	}
-	return false
-}
-
-// cleanDirty catches up the topics that could not.
-func (b *Backend) cleanDirty(ctx context.Context) {
-	var dirty []*topicState
-	b.mu.Lock()
-	for _, st := range b.topics {
-		if st.dirty {
-			dirty = append(dirty, st)
-		}
-	}
-	b.mu.Unlock()
-	for _, st := range dirty {
-		b.catchUp(ctx, st, "")
-	}
-}
-
-// receive handles an entry announced on a topic's channel: the payload is
-// its id, the id before it, the topic's epoch, its topics field and body,
-// separated by line feeds.
-func (b *Backend) receive(ctx context.Context, m *redis.Message) {
-	st := b.watched(m.Channel)
-	if st == nil || st.last == "" {
-		return // not watched, or not yet known where it starts
-	}
-	parts := strings.SplitN(m.Payload, "\n", 5)
-	id, ok := parseID(parts[0])
-	if len(parts) < 5 || !ok {
-		b.cfg.onError(fmt.Errorf("sseredis: skipping a malformed message on %s", m.Channel))
-		return
-	}
-	last, _ := parseID(st.last)
-	switch {
-	case parts[2] != st.epoch && st.epoch != "":
-		b.catchUp(ctx, st, "") // the topic's keys were lost and made again
-	case id.cmp(last) <= 0:
-		// Read already from the stream.
-	case parts[1] != st.last:
-		b.catchUp(ctx, st, parts[0]) // missed some
-	default:
-		st.epoch = parts[2]
-		b.deliverEntry(ctx, st, sse.Message{ID: parts[0], Topic: st.topic, Topics: splitTopics(st.topic, parts[3]), Body: []byte(parts[4]), Time: idTime(parts[0])})
-	}
-}
-
-// deliverEntry delivers msg, the entry of st's topic after the last one
-// delivered, unless it was delivered meanwhile. An entry of several topics
-// comes after every earlier entry of its other watched topics, which it
-// catches up first: a stream on several of them gets each topic's events
-// in order, whichever announcement arrives first.
-func (b *Backend) deliverEntry(ctx context.Context, st *topicState, msg sse.Message) {
-	if len(msg.Topics) > 1 {
-		st.busy = true
-		for _, t := range msg.Topics {
-			if o := b.watched(b.Key(t)); o != nil && o != st && !o.busy && o.last != "" && cmpIDs(o.last, msg.ID) < 0 {
-				b.catchUp(ctx, o, msg.ID)
-			}
-		}
-		st.busy = false
-	}
-	if cmpIDs(msg.ID, st.last) <= 0 {
-		return
-	}
-	st.last = msg.ID
-	b.deliver(msg)
-}
-
-// cmpIDs compares two stream ids; one that does not parse is the first.
-func cmpIDs(x, y string) int {
-	a, _ := parseID(x)
-	c, _ := parseID(y)
-	return a.cmp(c)
-}
-
-// catchUp reads the entries of st's stream after the last one delivered,
-// up to until ("" for all), and delivers them. The first time, it only
-// reads where the stream ends. Where the link of an entry to the one
-// before it does not match, it delivers a gap first: the entries between
-// were trimmed (sse.ErrOverrun) or lost by Redis (sse.ErrDataLoss). On a
-// Redis error it marks st, to try again.
-func (b *Backend) catchUp(ctx context.Context, st *topicState, until string) {
-	st.busy = true
-	err := b.catchUpOnce(ctx, st, until)
-	st.busy = false
-	b.mu.Lock()
-	st.dirty = err != nil
-	b.mu.Unlock()
-	if err != nil && ctx.Err() == nil {
-		b.cfg.onError(unavailable("catch up "+st.topic, err))
-	}
-}
-
-func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string) error {
-	cctx, cancel := b.call(ctx)
-	defer cancel()
-	var info *redis.XInfoStreamCmd
-	var epoch *redis.StringCmd
-	_, err := b.client.Pipelined(cctx, func(p redis.Pipeliner) error {
-		info = p.XInfoStream(cctx, st.key)
-		epoch = p.Get(cctx, st.key+":e")
-		return nil
-	})
-	if err != nil && !isNoSuchKey(err) && !errors.Is(err, redis.Nil) {
-		return err
-	}
-	lastGen := noID
-	if i, err := info.Result(); err == nil {
-		lastGen = i.LastGeneratedID
-	}
-	if st.last == "" { // watched just now: delivery starts after the last entry
-		st.last, st.pos, st.epoch = lastGen, lastGen, epoch.Val()
-		close(st.ready)
-		return nil
-	}
-	lg, _ := parseID(lastGen)
-	last, _ := parseID(st.last)
-	switch e := epoch.Val(); {
-	case st.epoch != "" && e != st.epoch:
-		b.gap(st, noID, sse.ErrDataLoss) // the topic's keys are not those read before: Redis lost them
-	case lg.cmp(last) < 0:
-		b.gap(st, lastGen, sse.ErrDataLoss) // Redis lost the last entries delivered: go on after what it has
-	}
-	st.epoch = epoch.Val()
-	end := "+"
-	if until != "" {
-		end = until
-	}
-	for {
-		page, err := b.client.XRangeN(cctx, st.key, "("+st.last, end, 256).Result()
-		if err != nil {
-			return err
-		}
-		for _, x := range page {
-			if cmpIDs(x.ID, st.last) <= 0 {
-				continue // delivered meanwhile, before an entry of several topics
-			}
-			msg, ok := decode(st.topic, x)
-			if !ok {
-				b.cfg.onError(fmt.Errorf("sseredis: skipping entry %s of %s: no %q field", x.ID, st.key, fieldBody))
-				st.last = x.ID
-				continue
-			}
-			if prev, _ := x.Values[fieldPrev].(string); prev != st.last {
-				p, _ := parseID(prev)
-				last, _ := parseID(st.last)
-				reason := sse.ErrOverrun // trimmed before it was read
-				if p.cmp(last) < 0 {
-					reason = sse.ErrDataLoss
-				}
-				b.gap(st, prev, reason)
-			}
-			b.deliverEntry(ctx, st, msg)
-		}
-		if len(page) < 256 {
-			return nil
-		}
-	}
-}
-
-// gap delivers a gap of st, after which delivery goes on after id.
-func (b *Backend) gap(st *topicState, id string, reason error) {
-	st.last = id
-	if id == noID {
-		id = ""
-	}
-	b.deliver(sse.Message{ID: id, Topic: st.topic, Topics: []string{st.topic}, Lost: reason})
-}
-
-func splitTopics(topic, field string) []string {
-	if field == "" {
-		return []string{topic}
-	}
-	return strings.Split(field, topicSep)
-}
-
-func decode(topic string, x redis.XMessage) (sse.Message, bool) {
-	body, ok := x.Values[fieldBody].(string)
-	if !ok {
-		return sse.Message{}, false
-	}
-	field, _ := x.Values[fieldTopics].(string)
-	return sse.Message{
-		ID:     x.ID,
-		Topic:  topic,
-		Topics: splitTopics(topic, field),
-		Body:   []byte(body),
-		Time:   idTime(x.ID),
-	}, true
 }
 
 // streamID is a parsed Redis stream id.

@@ -445,4 +445,7 @@ func (p *proxy) close() {
 func (s *redisServer) kill() {
 	_ = s.cmd.Process.Signal(os.Kill)
 	_ = s.cmd.Wait()
+	if s.tmp != "" {
+		_ = os.RemoveAll(s.tmp)
+	}
 }

@@ -64,7 +64,13 @@ func newNode(t *testing.T, addr, prefix string, opts ...sseredis.Option) *node {
 		sseredis.WithPrefix(prefix),
 		sseredis.WithErrorHandler(func(error) {}),
 	}, opts...)
-	backend := sseredis.New(newClient(t, addr), opts...)
+	return newNodeWith(t, newClient(t, addr), opts...)
+}
+
+// newNodeWith starts a node with client, stopped at the end of t.
+func newNodeWith(t *testing.T, client redis.UniversalClient, opts ...sseredis.Option) *node {
+	t.Helper()
+	backend := sseredis.New(client, opts...)
 	b, err := sse.NewBroker(sse.WithBackend(backend))
 	require.NoError(t, err)
 	gin.SetMode(gin.TestMode)
