@@ -42,12 +42,13 @@ type Backend struct {
 type shard struct {
 	addr    string
 	ps      *redis.PubSub
-	readErr error // of its connection, until it works again; guarded by b.mu
+	readErr error                    // of its connection, until it works again; guarded by b.mu
+	dirty   map[*topicState]struct{} // topics to catch up again; guarded by b.mu
 }
 
-// topicState is a watched topic. Its fields other than shard, dirty and
-// pos belong to the reader of its shard; Watch reads pos once ready is
-// closed. shard and dirty are guarded by b.mu.
+// topicState is a watched topic. Its fields other than shard and pos
+// belong to the reader of its shard; Watch reads pos once ready is
+// closed. shard is guarded by b.mu.
 type topicState struct {
 	topic, key string
 	shard      *shard
@@ -55,7 +56,6 @@ type topicState struct {
 	pos        string        // where delivery started: the last id when watched
 	last       string        // id of the last entry delivered (or known when watched)
 	epoch      string        // of the topic's keys, as of the last entry read
-	dirty      bool          // must catch up from the stream
 	busy       bool          // being caught up, or delivering an entry of several topics
 }
 
@@ -97,7 +97,7 @@ func (b *Backend) shardLocked(addr string, client redis.UniversalClient) *shard 
 	if sh := b.shards[addr]; sh != nil {
 		return sh
 	}
-	sh := &shard{addr: addr, ps: client.SSubscribe(b.ctx)}
+	sh := &shard{addr: addr, ps: client.SSubscribe(b.ctx), dirty: make(map[*topicState]struct{})}
 	b.shards[addr] = sh
 	b.done.Add(1)
 	go b.read(sh)
@@ -225,6 +225,7 @@ func (b *Backend) Unwatch(topic string) {
 	key := b.Key(topic)
 	if st, ok := b.topics[key]; ok && !b.closed {
 		delete(b.topics, key)
+		delete(st.shard.dirty, st)
 		b.queueLocked(subOp{key: key, shard: st.shard})
 	}
 }
@@ -417,25 +418,22 @@ func (b *Backend) watched(sh *shard, key string) *topicState {
 func (b *Backend) hasDirty(sh *shard) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if sh.readErr != nil {
-		return true
-	}
-	for _, st := range b.topics {
-		if st.dirty && st.shard == sh {
-			return true
-		}
-	}
-	return false
+	return sh.readErr != nil || len(sh.dirty) > 0
 }
 
 // cleanDirty catches up the topics of sh that could not.
 func (b *Backend) cleanDirty(ctx context.Context, sh *shard) {
-	var dirty []*topicState
 	b.mu.Lock()
-	for _, st := range b.topics {
-		if st.dirty && st.shard == sh {
+	if len(sh.dirty) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	dirty := make([]*topicState, 0, len(sh.dirty))
+	for st := range sh.dirty {
+		if b.topics[st.key] == st && st.shard == sh {
 			dirty = append(dirty, st)
 		}
+		delete(sh.dirty, st)
 	}
 	b.mu.Unlock()
 	for _, st := range dirty {
@@ -512,7 +510,11 @@ func (b *Backend) catchUp(ctx context.Context, st *topicState, until string) {
 	err := b.catchUpOnce(ctx, st, until)
 	st.busy = false
 	b.mu.Lock()
-	st.dirty = err != nil
+	if err != nil {
+		st.shard.dirty[st] = struct{}{}
+	} else {
+		delete(st.shard.dirty, st)
+	}
 	b.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		b.cfg.onError(b.failed("catch up "+st.topic, err))

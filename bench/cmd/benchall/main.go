@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +42,9 @@ type scenario struct {
 	// implementations of impls.TopicNames run such a scenario.
 	Topics int `json:"topics,omitempty"`
 }
+
+// redisServer is the redis-server started for gin-sse-redis, or nil.
+var redisServer *load.RedisProc
 
 // implsOf returns those of names that run sc.
 func implsOf(sc scenario, names []string) []string {
@@ -157,7 +159,7 @@ func main() {
 		}
 	}
 	if slices.Contains(names, impls.RedisName) {
-		rs, err := startRedis()
+		rs, err := load.StartRedis()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "SKIP %s: %v\n", impls.RedisName, err)
 			names = slices.DeleteFunc(names, func(n string) bool { return n == impls.RedisName })
@@ -166,8 +168,8 @@ func main() {
 			}
 		} else {
 			redisServer = rs
-			defer rs.stop()
-			fmt.Fprintf(os.Stderr, "redis-server %s (pid %d) for %s\n", rs.addr, rs.cmd.Process.Pid, impls.RedisName)
+			defer rs.Stop()
+			fmt.Fprintf(os.Stderr, "redis-server %s (pid %d) for %s\n", rs.Addr, rs.PID(), impls.RedisName)
 		}
 	}
 	var scens []scenario
@@ -242,7 +244,7 @@ func main() {
 func must(err error) {
 	if err != nil {
 		if redisServer != nil {
-			redisServer.stop()
+			redisServer.Stop()
 		}
 		log.Fatal(err)
 	}
@@ -256,20 +258,20 @@ const maxForeign = 0.10
 // It also returns the share of the CPUs used meanwhile by other processes.
 func measure(bin, impl string, sc scenario, cpuprofile string) (load.Result, float64) {
 	res := load.Result{Impl: impl, Clients: sc.Clients, Events: sc.Events, Rate: sc.Rate, Size: sc.Size}
-	addr, err := freeAddr()
+	addr, err := load.FreeAddr()
 	if err != nil {
 		res.Error = err.Error()
 		return res, 0
 	}
 	args := []string{"-impl", impl, "-addr", addr}
 	if impl == impls.RedisName {
-		args = append(args, "-redis", redisServer.addr)
+		args = append(args, "-redis", redisServer.Addr)
 	}
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
 	}
 	before := readStat()
-	redisBefore := redisServer.cpu()
+	redisBefore := redisServer.CPU()
 	srv := exec.Command(filepath.Join(bin, "sseserver"), args...)
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
@@ -295,7 +297,7 @@ func measure(bin, impl string, sc scenario, cpuprofile string) (load.Result, flo
 	stop(srv)
 	after := readStat()
 	// The redis-server is part of gin-sse-redis, not a foreign process.
-	ours := cpuTime(srv.ProcessState) + cpuTime(ld.ProcessState) + redisServer.cpu() - redisBefore
+	ours := cpuTime(srv.ProcessState) + cpuTime(ld.ProcessState) + redisServer.CPU() - redisBefore
 	foreign := 0.0
 	if total := after.total - before.total; total > 0 {
 		foreign = max(after.busy-before.busy-ours, 0) / total
@@ -368,15 +370,6 @@ func waitQuiet(max time.Duration) {
 			return
 		}
 	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String(), nil
 }
 
 func oneLine(sc scenario, r load.Result) string {

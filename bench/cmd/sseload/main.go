@@ -13,6 +13,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,8 +33,12 @@ func main() {
 	flag.DurationVar(&cfg.Stall, "stall", 10*time.Second, "give up when no event arrives for this long")
 	flag.IntVar(&cfg.SourceAddrs, "source-addrs", 64, "spread streams over this many loopback source addresses (0: one)")
 	flag.IntVar(&cfg.Dialers, "dialers", 64, "connections opened at once")
+	extra := flag.String("extra", "", "comma-separated base URLs of more servers sharing the events (through Redis): streams are spread over them too")
 	asJSON := flag.Bool("json", false, "print the result as JSON on stdout")
 	flag.Parse()
+	if *extra != "" {
+		cfg.Extra = strings.Split(*extra, ",")
+	}
 
 	raiseNoFile(cfg.Clients)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

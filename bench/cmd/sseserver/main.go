@@ -22,6 +22,7 @@ import (
 func main() {
 	impl := flag.String("impl", "gin-sse", fmt.Sprintf("implementation: one of %v, or %s (needs -redis)", impls.Names, impls.RedisName))
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address for "+impls.RedisName)
+	redisPrefix := flag.String("redis-prefix", "", "Redis key prefix for "+impls.RedisName+": servers with the same one share events (default: one of its own)")
 	addr := flag.String("addr", "127.0.0.1:8089", "listen address")
 	queue := flag.Int("queue", 1<<20, "channel buffer of the gin fan-out (capped at 4096); gin-sse runs with its defaults")
 	heartbeat := flag.Int("heartbeat", 0, "unused: gin-sse runs with its default heartbeat")
@@ -30,7 +31,7 @@ func main() {
 	flag.Parse()
 
 	raiseNoFile()
-	im, err := impls.New(*impl, impls.Options{QueueSize: *queue, Heartbeat: *heartbeat, RedisAddr: *redisAddr})
+	im, err := impls.New(*impl, impls.Options{QueueSize: *queue, Heartbeat: *heartbeat, RedisAddr: *redisAddr, RedisPrefix: *redisPrefix})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -33,12 +33,18 @@ func newGinSSERedis(o Options) (*ginSSERedis, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
 	// A prefix of its own, so that runs sharing a Redis do not see each
 	// other's events; its keys are deleted by Close.
-	prefix := fmt.Sprintf("ssebench:%d-%d:", os.Getpid(), time.Now().UnixNano())
+	prefix, own := o.RedisPrefix, o.RedisPrefix == ""
+	if own {
+		prefix = fmt.Sprintf("ssebench:%d-%d:", os.Getpid(), time.Now().UnixNano())
+	}
 	backend := sseredis.New(rdb, sseredis.WithPrefix(prefix))
 	g, err := newGinSSE(o, sse.WithBackend(backend))
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
+	}
+	if !own {
+		prefix = "" // shared: the run that made it deletes it
 	}
 	return &ginSSERedis{ginSSE: g, rdb: rdb, prefix: prefix}, nil
 }
@@ -48,7 +54,7 @@ func (g *ginSSERedis) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	var cursor uint64
-	for {
+	for g.prefix != "" {
 		keys, next, err := g.rdb.Scan(ctx, cursor, g.prefix+"*", 1000).Result()
 		if err != nil {
 			break

@@ -34,6 +34,10 @@ type Options struct {
 	Heartbeat int // seconds
 	// RedisAddr is the Redis of gin-sse-redis (host:port).
 	RedisAddr string
+	// RedisPrefix is the key prefix of gin-sse-redis: servers with the
+	// same one share their events. "" gives each server its own (and
+	// deletes its keys on Close).
+	RedisPrefix string
 }
 
 // TopicNames lists the implementations that take topics (see

@@ -56,6 +56,11 @@ type Config struct {
 	Dialers int
 	// ReadBuffer is the size of each stream's parse buffer.
 	ReadBuffer int
+	// Extra are the base URLs of more servers that share the events of
+	// URL's (through Redis): the streams are spread over URL and them,
+	// the events are published through URL, and the server CPU time is
+	// that of all of them.
+	Extra []string
 }
 
 func (c *Config) defaults() {
@@ -223,6 +228,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Impl = st.Impl
 	pid := st.PID
+	bases := append([]string{cfg.URL}, cfg.Extra...)
+	hosts, pids := []string{u.Host}, []int{pid}
+	for _, base := range cfg.Extra {
+		xu, err := url.Parse(base)
+		if err != nil {
+			return res, err
+		}
+		xst, err := waitStats(ctx, hc, base, 10*time.Second)
+		if err != nil {
+			return res, err
+		}
+		hosts, pids = append(hosts, xu.Host), append(pids, xst.PID)
+	}
 	var mem0 Stats
 	if cfg.Idle {
 		res.RSSBaseKB, _ = ReadRSS(pid)
@@ -230,12 +248,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	topics := max(cfg.Topics, 1)
-	request := func(topic int) []byte {
+	request := func(topic int, host string) []byte {
 		name := "t"
 		if topics > 1 {
 			name += strconv.Itoa(topic)
 		}
-		return []byte("GET /events?stream=" + name + " HTTP/1.1\r\nHost: " + u.Host +
+		return []byte("GET /events?stream=" + name + " HTTP/1.1\r\nHost: " + host +
 			"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
 	}
 	var r run
@@ -252,7 +270,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		s := &stream{events: want, total: cfg.Events, topic: topic, topics: topics,
 			seen: make([]uint64, (cfg.Events+63)/64), maxSeq: -1, firstPub: 1<<63 - 1, lat: make([]int64, 0, want)}
-		req := request(topic)
+		host := hosts[i%len(hosts)]
+		req := request(topic, host)
 		streams[i] = s
 		var local net.Addr
 		if cfg.SourceAddrs > 0 {
@@ -266,7 +285,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.dial(u.Host, local, req)
+			err := s.dial(host, local, req)
 			<-sem
 			if err != nil {
 				s.err = err
@@ -288,24 +307,35 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Wait until the server has every stream subscribed.
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	for {
-		st, err = GetStats(ctx, hc, cfg.URL)
-		if err != nil {
-			return res, err
+		subscribers := 0
+		for _, base := range bases {
+			st, err = GetStats(ctx, hc, base)
+			if err != nil {
+				return res, err
+			}
+			subscribers += st.Subscribers
 		}
-		if st.Subscribers >= cfg.Clients {
+		if subscribers >= cfg.Clients {
 			break
 		}
 		if n := r.failed.Load(); n > 0 {
 			return res, fmt.Errorf("%d streams failed: %v", n, r.firstErr())
 		}
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("only %d of %d streams subscribed after %v", st.Subscribers, cfg.Clients, cfg.ConnectTimeout)
+			return res, fmt.Errorf("only %d of %d streams subscribed after %v", subscribers, cfg.Clients, cfg.ConnectTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.ConnectSeconds = time.Since(connectStart).Seconds()
 
-	cpu0, _ := readCPU(pid)
+	cpuOf := func() (ns int64) {
+		for _, p := range pids {
+			c, _ := readCPU(p)
+			ns += c
+		}
+		return ns
+	}
+	cpu0 := cpuOf()
 	q := fmt.Sprintf("%s/publish?n=%d&rate=%d&size=%d&topics=%d", cfg.URL, cfg.Events, cfg.Rate, cfg.Size, topics)
 	resp, err := hc.Post(q, "text/plain", nil)
 	if err != nil {
@@ -331,8 +361,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cpu1, _ := readCPU(pid)
-	res.ServerCPUNs = cpu1 - cpu0
+	res.ServerCPUNs = cpuOf() - cpu0
 	if cfg.Idle {
 		time.Sleep(cfg.Settle)
 		res.RSSKB, _ = ReadRSS(pid)

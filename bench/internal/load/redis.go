@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"errors"
@@ -12,23 +12,20 @@ import (
 	"time"
 )
 
-// redisServer is the redis-server started for gin-sse-redis, or nil.
-var redisServer *redisProc
-
-// redisProc is a redis-server process on 127.0.0.1, without persistence.
-type redisProc struct {
-	addr string
+// RedisProc is a redis-server process on 127.0.0.1, without persistence.
+type RedisProc struct {
+	Addr string
 	cmd  *exec.Cmd
 }
 
-// startRedis starts redis-server on a free port and waits until it
+// StartRedis starts redis-server on a free port and waits until it
 // answers.
-func startRedis() (*redisProc, error) {
+func StartRedis() (*RedisProc, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("redis-server not found in PATH (Debian: apt-get install -y redis-server)")
 	}
-	addr, err := freeAddr()
+	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -37,13 +34,13 @@ func startRedis() (*redisProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	r := &redisProc{addr: addr, cmd: cmd}
+	r := &RedisProc{Addr: addr, cmd: cmd}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if ping(addr) == nil {
 			return r, nil
 		}
 		if time.Now().After(deadline) {
-			r.stop()
+			r.Stop()
 			return nil, fmt.Errorf("redis-server on %s did not answer", addr)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a process that is starting
@@ -72,8 +69,8 @@ func ping(addr string) error {
 	return nil
 }
 
-// stop ends redis-server and waits for it.
-func (r *redisProc) stop() {
+// Stop ends redis-server and waits for it.
+func (r *RedisProc) Stop() {
 	if r == nil || r.cmd.ProcessState != nil {
 		return
 	}
@@ -81,9 +78,9 @@ func (r *redisProc) stop() {
 	_ = r.cmd.Wait()
 }
 
-// cpu returns the user+system CPU time used so far by redis-server, in
+// CPU returns the user+system CPU time used so far by redis-server, in
 // seconds (0 without one).
-func (r *redisProc) cpu() float64 {
+func (r *RedisProc) CPU() float64 {
 	if r == nil {
 		return 0
 	}
@@ -101,3 +98,16 @@ func (r *redisProc) cpu() float64 {
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / userHZ
 }
+
+// FreeAddr returns a free address of 127.0.0.1.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String(), nil
+}
+
+// PID returns the process id of redis-server.
+func (r *RedisProc) PID() int { return r.cmd.Process.Pid }
