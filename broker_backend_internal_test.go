@@ -422,3 +422,20 @@ func TestBrokerBackendAheadThroughAnOverrun(t *testing.T) {
 	lag.catchUp() // 3, 4, 5 arrive; the log keeps 4 and 5
 	assert.Equal(t, []string{"5"}, ids(takeAll(s)))
 }
+
+// A stream on several topics that falls behind one topic's log replays
+// all its topics up to the same point: an event of several topics still
+// comes after the earlier events of each.
+func TestBrokerBackendOverrunKeepsEachTopicsOrder(t *testing.T) {
+	lag := newLagBackend()
+	b := newTestBroker(t, WithBackend(lag), WithTopicPolicy(func(string) TopicPolicy { return TopicPolicy{MaxEvents: 2} }))
+	s, _ := sub(t, b, []string{"a", "b"}, "")
+	publishTo(t, b, "b1", "b")
+	publishTo(t, b, "ab", "a", "b")
+	for i := 2; i <= 4; i++ {
+		publishTo(t, b, "a"+strconv.Itoa(i), "a")
+	}
+	lag.catchUp() // a's log keeps a3 and a4: s fell behind it
+	got := datas(takeAll(s))
+	assert.Equal(t, []string{"b1", "ab", "a2", "a3", "a4"}, got)
+}

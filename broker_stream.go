@@ -371,15 +371,7 @@ func (b *Broker) placeBackendLocked(s *stream, lastID string, initial bool) (los
 			}
 		}
 		s.pending = s.pending[:0]
-		for i := range s.cursors {
-			c := &s.cursors[i]
-			r := replayRange{c: i, after: c.pos, until: until}
-			if b.compareIDs(c.pos, until) > 0 {
-				r.until = c.pos // it only checks c.pos
-			}
-			s.pending = append(s.pending, r)
-			c.ahead = true
-		}
+		s.replayUpTo(until, -1)
 	}
 	return lost
 }
@@ -572,9 +564,11 @@ func (s *stream) nextLocked() *frame {
 				if c.log.policy.LatestOnly && c.log.len() > 0 {
 					c.next = c.log.end() - 1 // only the newest matters
 				} else if s.b.backend != nil {
-					// The backend still has them, most likely.
-					s.pending = append(s.pending, replayRange{c: i, after: c.pos, until: c.log.from})
+					// The backend still has them, most likely. With several
+					// topics, all of them are replayed up to the same point,
+					// so that the merge keeps each topic's order.
 					c.next = c.log.base
+					s.replayUpTo(c.log.from, i)
 					return nil
 				} else {
 					c.next = c.log.base
@@ -611,6 +605,26 @@ func (s *stream) nextLocked() *frame {
 		s.lastID = f.id
 		s.overrun = false
 		return f
+	}
+}
+
+// replayUpTo has s replay the history of its topic i up to until, and of
+// its other topics too when it has several; their logs go on after what
+// was replayed. b.mu is held.
+func (s *stream) replayUpTo(until string, i int) {
+	for j := range s.cursors {
+		c := &s.cursors[j]
+		if j != i && !s.vec {
+			continue
+		}
+		r := replayRange{c: j, after: c.pos, until: until}
+		if s.b.compareIDs(c.pos, until) > 0 {
+			r.until = c.pos // it only checks c.pos
+		}
+		s.pending = append(s.pending, r)
+		if s.vec {
+			c.ahead = true
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,4 +148,72 @@ func slicesContains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A master's pub/sub connection is cut: the reader subscribes to each of
+// its topics again (one SSUBSCRIBE for topics of several slots would be
+// refused). Then a master hangs without closing its connections
+// (SIGSTOP): the reader notices an unanswered ping, and after the failover
+// follows its topic to the new master.
+func TestClusterReconnectAndHang(t *testing.T) {
+	servers := startCluster(t)
+	prefix := testPrefix(t)
+	opts := []sseredis.Option{sseredis.WithPrefix(prefix), sseredis.WithErrorHandler(func(error) {}),
+		sseredis.WithBackoff(20*time.Millisecond, 200*time.Millisecond), sseredis.WithTimeout(time.Second)}
+	a := newNodeWith(t, clusterClient(t, servers), opts...)
+	b := newNodeWith(t, clusterClient(t, servers), opts...)
+	cc := clusterClient(t, servers)
+	ctx := context.Background()
+
+	// Two topics of different slots on one master.
+	master := func(topic string) string {
+		n, err := cc.MasterForKey(ctx, a.backend.Key(topic))
+		require.NoError(t, err)
+		return n.Options().Addr
+	}
+	addr, other := master("t0"), ""
+	for i := 1; other == ""; i++ {
+		if master("t"+strconv.Itoa(i)) == addr {
+			other = "t" + strconv.Itoa(i)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 6*guard)
+	defer cancel()
+	s, err := a.broker.Subscribe(sctx, []string{"t0", other}, "")
+	require.NoError(t, err)
+	nextData := func() string {
+		for {
+			ev, err := s.Next()
+			require.NoError(t, err)
+			if ev.Event != sse.LostEventName {
+				return ev.Data
+			}
+		}
+	}
+	b.publish(t, "t0", "before")
+	require.Equal(t, "before", nextData())
+
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	require.NoError(t, c.ClientKillByFilter(ctx, "TYPE", "pubsub").Err())
+	_ = c.Close()
+	require.Eventually(t, func() bool { return a.backend.Ready(ctx) == nil }, guard, 20*time.Millisecond)
+	b.publish(t, "t0", "after the cut")
+	b.publish(t, other, "on the other topic")
+	got := []string{nextData(), nextData()}
+	assert.ElementsMatch(t, []string{"after the cut", "on the other topic"}, got)
+
+	for _, srv := range servers {
+		if srv.addr == addr {
+			p := srv.cmd.Process
+			require.NoError(t, p.Signal(syscall.SIGSTOP))
+			t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+		}
+	}
+	require.Eventually(t, func() bool {
+		_, err := b.broker.Publish(ctx, "t0", sse.Event{Event: "t0", Data: "after failover"})
+		return err == nil
+	}, 3*guard, 50*time.Millisecond, "no new master")
+	assert.Equal(t, "after failover", nextData())
+	b.publish(t, "t0", "later")
+	assert.Equal(t, "later", nextData())
 }

@@ -32,18 +32,22 @@ type Backend struct {
 	deliver func(sse.Message)
 	topics  map[string]*topicState // watched, by stream key
 	shards  map[string]*shard      // by the address of their server ("" without a cluster)
-	ops     []subOp                // subscription changes for the control goroutine
-	opsCh   chan struct{}          // signals ops
 	done    sync.WaitGroup
 }
 
 // shard is the pub/sub connection to one Redis server, read by a
-// goroutine of its own. Its topics are the topicStates whose shard it is.
+// goroutine of its own, and changed (subscriptions) by another, so that a
+// server that hangs holds up only its own topics. Its topics are the
+// topicStates whose shard it is. Its fields other than addr and client
+// are guarded by b.mu.
 type shard struct {
 	addr    string
-	ps      *redis.PubSub
-	readErr error                    // of its connection, until it works again; guarded by b.mu
-	dirty   map[*topicState]struct{} // topics to catch up again; guarded by b.mu
+	client  redis.UniversalClient // of its server
+	ps      *redis.PubSub         // replaced by the reader after an error
+	readErr error                 // of its connection, until it works again
+	dirty   map[*topicState]struct{}
+	ops     []subOp       // subscription changes for its control goroutine
+	opsCh   chan struct{} // signals ops
 }
 
 // topicState is a watched topic. Its fields other than shard and pos
@@ -86,8 +90,6 @@ func (b *Backend) Start(deliver func(sse.Message)) error {
 	if b.cluster == nil {
 		b.shardLocked("", b.client)
 	}
-	b.done.Add(1)
-	go b.control()
 	return nil
 }
 
@@ -97,10 +99,11 @@ func (b *Backend) shardLocked(addr string, client redis.UniversalClient) *shard 
 	if sh := b.shards[addr]; sh != nil {
 		return sh
 	}
-	sh := &shard{addr: addr, ps: client.SSubscribe(b.ctx), dirty: make(map[*topicState]struct{})}
+	sh := &shard{addr: addr, client: client, ps: client.SSubscribe(b.ctx), dirty: make(map[*topicState]struct{}), opsCh: make(chan struct{}, 1)}
 	b.shards[addr] = sh
-	b.done.Add(1)
+	b.done.Add(2)
 	go b.read(sh)
+	go b.control(sh)
 	return sh
 }
 
@@ -207,6 +210,8 @@ func (b *Backend) Watch(ctx context.Context, topic string) (string, error) {
 			return "", nil
 		}
 		return st.pos, nil
+	case <-b.ctx.Done():
+		return "", sse.ErrBackendClosed
 	case <-ctx.Done():
 		return "", unavailable("watch "+topic, ctx.Err())
 	}
@@ -230,42 +235,44 @@ func (b *Backend) Unwatch(topic string) {
 	}
 }
 
-// queueLocked adds a subscription change for the control goroutine. b.mu
-// is held.
+// queueLocked adds a subscription change for the control goroutine of its
+// shard. b.mu is held.
 func (b *Backend) queueLocked(op subOp) {
-	b.ops = append(b.ops, op)
+	sh := op.shard
+	sh.ops = append(sh.ops, op)
 	select {
-	case b.opsCh <- struct{}{}:
+	case sh.opsCh <- struct{}{}:
 	default:
 	}
 }
 
-// control makes the subscription changes, in order: a topic unwatched and
-// watched again is subscribed at the end. go-redis keeps the channels of
-// a PubSub and subscribes to them again on every new connection.
-func (b *Backend) control() {
+// control makes the subscription changes of sh, in order: a topic
+// unwatched and watched again is subscribed at the end. Each channel is
+// subscribed on its own: on a cluster, the channels of a server are in
+// several slots, which one SSUBSCRIBE cannot take.
+func (b *Backend) control(sh *shard) {
 	defer b.done.Done()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-b.opsCh:
+		case <-sh.opsCh:
 		}
 		b.mu.Lock()
-		ops := b.ops
-		b.ops = nil
+		ops, ps := sh.ops, sh.ps
+		sh.ops = nil
 		b.mu.Unlock()
 		for _, op := range ops {
 			ctx, cancel := b.call(b.ctx)
 			var err error
 			if op.sub {
-				err = op.shard.ps.SSubscribe(ctx, op.key)
+				err = ps.SSubscribe(ctx, op.key)
 			} else {
-				err = op.shard.ps.SUnsubscribe(ctx, op.key)
+				err = ps.SUnsubscribe(ctx, op.key)
 			}
 			cancel()
 			if err != nil && b.ctx.Err() == nil {
-				b.cfg.onError(unavailable("subscribe", err)) // done again on reconnect
+				b.cfg.onError(unavailable("subscribe", err)) // the reader starts again
 			}
 		}
 	}
@@ -280,65 +287,98 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
-	started := b.started
-	var errs []error
-	if started {
+	var open []*redis.PubSub
+	if b.started {
 		b.cancel()
 		for _, sh := range b.shards {
-			if err := sh.ps.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
-				errs = append(errs, err) // Close ends a Receive under way
-			}
+			open = append(open, sh.ps)
 		}
 	}
 	b.mu.Unlock()
+	var errs []error
+	for _, ps := range open {
+		if err := ps.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+			errs = append(errs, err) // Close ends a Receive under way
+		}
+	}
 	b.done.Wait()
 	return errors.Join(errs...)
 }
 
 // read is the reader of sh: it receives the entries announced on the
 // channels of its topics and delivers them, catching up from the streams
-// when it missed some, until the backend closes. With a cluster, while its
-// server does not answer, it moves its topics to the new master of their
-// slot once the cluster has one.
+// when it missed some, until the backend closes. When its connection
+// fails, or does not answer a ping, it starts again on a new one (see
+// restart).
 func (b *Backend) read(sh *shard) {
 	defer b.done.Done()
 	ctx := b.ctx
 	backoff := b.cfg.minBackoff
+	// How long a connection may be silent before a ping, and a ping or a
+	// new connection unanswered before the server counts as failed.
+	check := min(max(b.cfg.timeout, 250*time.Millisecond), 2*time.Second)
+	active, pinged := time.Now(), time.Time{}
+	heard := false // from the server since the connection started
 	for ctx.Err() == nil {
-		timeout := time.Duration(0)
+		timeout := check
 		if b.hasDirty(sh) {
 			timeout = backoff
 		}
-		msg, err := sh.ps.ReceiveTimeout(ctx, timeout)
+		b.mu.Lock()
+		ps := sh.ps
+		b.mu.Unlock()
+		msg, err := ps.ReceiveTimeout(ctx, timeout)
 		if ctx.Err() != nil {
 			return
 		}
 		var nerr interface{ Timeout() bool }
 		switch {
-		case err == nil, errors.As(err, &nerr) && nerr.Timeout(): // connected
+		case err == nil:
+			active, pinged, heard = time.Now(), time.Time{}, true
 			backoff = b.cfg.minBackoff
 			b.setReadErr(sh, nil)
-		default:
+		case errors.As(err, &nerr) && nerr.Timeout():
+			// A wait without messages, or a connection that does not
+			// complete (go-redis makes both timeouts): a server that
+			// does not answer for check is a failed one.
+			switch {
+			case !heard && time.Since(active) >= check && b.hasTopics(sh):
+				err = errors.New("no answer from the server")
+			case !pinged.IsZero() && time.Since(pinged) >= check:
+				err = errors.New("no answer to a ping")
+			case pinged.IsZero() && time.Since(active) >= check:
+				pinged = time.Now()
+				_ = ps.Ping(ctx) // its answer comes as a message
+			}
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			st := b.watched(sh, m.Channel)
+			switch {
+			case st == nil:
+			case m.Kind == "ssubscribe":
+				b.catchUp(ctx, st, "")
+			case m.Kind == "sunsubscribe": // not asked for: the topic's slot moved to another server
+				err = fmt.Errorf("redis unsubscribed %s", m.Channel)
+			}
+		case *redis.Message:
+			b.receive(ctx, sh, m)
+		}
+		if err != nil && !(errors.As(err, &nerr) && nerr.Timeout()) {
 			b.setReadErr(sh, err)
 			b.cfg.onError(unavailable("read", err))
+			if b.cluster != nil {
+				b.cluster.ReloadState(ctx) // in the background, while the reader waits
+			}
 			if !sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, b.cfg.maxBackoff)
-			if b.move(ctx, sh) {
+			if b.restart(ctx, sh) {
 				return // a cluster's server that no longer serves a topic
 			}
+			active, pinged, heard = time.Now(), time.Time{}, false
 			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "ssubscribe" {
-				if st := b.watched(sh, m.Channel); st != nil {
-					b.catchUp(ctx, st, "")
-				}
-			}
-		case *redis.Message:
-			b.receive(ctx, sh, m)
 		}
 		b.cleanDirty(ctx, sh)
 	}
@@ -355,45 +395,72 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// move gives the topics of sh whose slot has another master now (after a
-// failover) to that master's shard, which catches them up once subscribed.
-// Only with a cluster. It reports whether sh has no topic left, and was
-// closed.
-func (b *Backend) move(ctx context.Context, sh *shard) (closed bool) {
-	if b.cluster == nil {
-		return false
-	}
-	b.cluster.ReloadState(ctx)
-	b.mu.Lock()
-	var mine []*topicState
-	for _, st := range b.topics {
-		if st.shard == sh {
-			mine = append(mine, st)
-		}
-	}
-	b.mu.Unlock()
-	for _, st := range mine {
-		to, err := b.shardFor(ctx, st.key)
-		if err != nil || to == sh {
-			continue
-		}
+// restart starts sh again after its connection failed: with a cluster
+// (whose slots the client was told to read again), it gives the topics whose
+// slot has another master now (after a failover, a resharding) to that
+// master's shard; then it replaces the connection and subscribes to each
+// of its topics again, each on its own (go-redis would subscribe to all of
+// them at once, which a cluster refuses for several slots). Each
+// subscription's confirmation makes the reader catch its topic up. It
+// reports whether sh, a cluster's, has no topic left and was closed.
+func (b *Backend) restart(ctx context.Context, sh *shard) (closed bool) {
+	if b.cluster != nil {
 		b.mu.Lock()
-		if b.topics[st.key] == st {
-			st.shard = to
-			b.queueLocked(subOp{key: st.key, shard: to, sub: true})
+		var mine []*topicState
+		for _, st := range b.topics {
+			if st.shard == sh {
+				mine = append(mine, st)
+			}
 		}
 		b.mu.Unlock()
+		for _, st := range mine {
+			to, err := b.shardFor(ctx, st.key)
+			if err != nil || to == sh {
+				continue
+			}
+			b.mu.Lock()
+			if b.topics[st.key] == st {
+				delete(sh.dirty, st)
+				st.shard = to
+				b.queueLocked(subOp{key: st.key, shard: to, sub: true})
+			}
+			b.mu.Unlock()
+		}
 	}
+	b.mu.Lock()
+	old := sh.ps
+	var left []*topicState
+	for _, st := range b.topics {
+		if st.shard == sh {
+			left = append(left, st)
+		}
+	}
+	if b.cluster != nil && len(left) == 0 {
+		delete(b.shards, sh.addr)
+		b.mu.Unlock()
+		_ = old.Close()
+		return true
+	}
+	sh.ps = sh.client.SSubscribe(b.ctx)
+	sh.ops = sh.ops[:0]
+	for _, st := range left {
+		b.queueLocked(subOp{key: st.key, shard: sh, sub: true})
+	}
+	b.mu.Unlock()
+	_ = old.Close()
+	return false
+}
+
+// hasTopics reports whether sh reads a topic.
+func (b *Backend) hasTopics(sh *shard) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, st := range b.topics {
 		if st.shard == sh {
-			return false
+			return true
 		}
 	}
-	delete(b.shards, sh.addr)
-	_ = sh.ps.Close()
-	return true
+	return false
 }
 
 func (b *Backend) setReadErr(sh *shard, err error) {
