@@ -87,8 +87,10 @@ type Backend interface {
 	Start(deliver func(Message)) error
 	// Watch begins delivery of topic. It returns its position: the id of
 	// the last message of topic stored before delivery began ("" when it
-	// has none), which Replay accepts as until. The broker calls it once
-	// before it serves a topic, and Unwatch once it no longer does.
+	// has none), which Replay accepts as until. Deliveries may come before
+	// Watch returns; the broker keeps those after the position. The broker
+	// calls it once before it serves a topic, and Unwatch once it no
+	// longer does, or when Watch failed.
 	Watch(ctx context.Context, topic string) (position string, err error)
 	// Unwatch ends delivery of topic. It must not block or call deliver.
 	Unwatch(topic string)
@@ -101,7 +103,7 @@ type Backend interface {
 	// and including the one with id until, in order. It returns an error
 	// wrapping [ErrEventsLost] when the history after after cannot be
 	// replayed whole: after is unknown, or events after it were dropped or
-	// lost. With until equal to after it only checks after.
+	// lost. With until "" or equal to after, it only checks after.
 	Replay(ctx context.Context, topic, after, until string, limit int) ([]Message, error)
 	// CompareIDs returns -1, 0 or +1 as a is before, equal to or after b
 	// in the history of one topic. "" is before every id.
