@@ -67,9 +67,9 @@ var scenarios = []scenario{
 	}},
 }
 
-// TestFaultSuite runs two app instances on one Redis, with clients on each
-// (on one topic and on two, reconnecting with Last-Event-ID as a browser
-// does) and a publisher on each, and applies each scenario's fault in the
+// TestFaultSuite runs three app instances on one Redis, with clients on
+// each (on one topic and on two, reconnecting with Last-Event-ID as a
+// browser does) and a publisher on each, and applies each scenario's fault in the
 // middle. Every client must end with every acknowledged event of its
 // topics exactly once, in each topic's order, or with an events-lost
 // signal where the missing ones were: no silent loss, no duplicate.
@@ -109,13 +109,13 @@ func (r *suiteResult) add(o suiteResult) {
 	r.disorder += o.disorder
 }
 
-// suiteEnv is one run: a Redis, a proxy to it, two app instances.
+// suiteEnv is one run: a Redis, a proxy to it, three app instances.
 type suiteEnv struct {
 	srv    *redisServer
 	proxy  *proxy
 	prefix string
 	mu     sync.Mutex
-	nodes  [2]*suiteNode
+	nodes  [3]*suiteNode
 }
 
 // suiteNode is an app instance on an address of its own, which it keeps
@@ -167,9 +167,10 @@ func (env *suiteEnv) restartInstance(t *testing.T, i int) {
 
 // suiteClient is a client on topics of one instance, and what it got.
 type suiteClient struct {
-	topics []string
-	mu     sync.Mutex
-	got    []sse.ReceivedEvent
+	instance int
+	topics   []string
+	mu       sync.Mutex
+	got      []sse.ReceivedEvent
 }
 
 func (c *suiteClient) saw(data string) bool {
@@ -205,12 +206,17 @@ func runScenario(t *testing.T, sc scenario) suiteResult {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	clients := []*suiteClient{{topics: []string{"a"}}, {topics: []string{"a", "b"}}, {topics: []string{"b"}}, {topics: []string{"b", "a"}}}
+	// On each instance: a client on one topic, and one on both.
+	clients := []*suiteClient{
+		{instance: 0, topics: []string{"a"}}, {instance: 0, topics: []string{"a", "b"}},
+		{instance: 1, topics: []string{"b"}}, {instance: 1, topics: []string{"b", "a"}},
+		{instance: 2, topics: []string{"a"}}, {instance: 2, topics: []string{"b", "a"}},
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for i, c := range clients {
+	for _, c := range clients {
 		opened := make(chan struct{}, 1)
-		url := "http://" + env.node(i/2).addr + "/events?topic=" + strings.Join(c.topics, "&topic=")
+		url := "http://" + env.node(c.instance).addr + "/events?topic=" + strings.Join(c.topics, "&topic=")
 		cl := client.New(url, client.WithRetry(20*time.Millisecond), client.WithMaxBackoff(200*time.Millisecond),
 			client.OnOpen(func(*http.Response) {
 				select {
