@@ -360,10 +360,14 @@ func check(t *testing.T, be *sseredis.Backend, topics []string, got []sse.Receiv
 				continue
 			}
 			// Missing: it must be where a signal is, between the
-			// client's events of topic before and after it.
+			// client's events of topic before and after it. An event of
+			// several of the client's topics may come through another of
+			// them: after a data loss in topic, those of the lost history
+			// still come through the other one, after the signal, so they
+			// do not bound the place of a missing event of topic.
 			before, after := -1, len(got)
 			for _, p := range pos {
-				if kept[got[p].Data] != kept[data] {
+				if kept[got[p].Data] != kept[data] || (len(topics) > 1 && len(acks[got[p].Data].topics) > 1) {
 					continue
 				}
 				id := acks[got[p].Data].id
