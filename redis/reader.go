@@ -428,6 +428,10 @@ func (b *Backend) restart(ctx context.Context, sh *shard) (closed bool) {
 		}
 	}
 	b.mu.Lock()
+	if b.closed { // Close closes sh.ps
+		b.mu.Unlock()
+		return true
+	}
 	old := sh.ps
 	var left []*topicState
 	for _, st := range b.topics {
