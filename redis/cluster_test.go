@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -130,7 +131,7 @@ func TestCluster(t *testing.T) {
 	// The other masters' topics go on as before.
 	other := ""
 	for _, topic := range topics[1:10] {
-		if !slicesContains(masters[node.Options().Addr], topic) {
+		if !slices.Contains(masters[node.Options().Addr], topic) {
 			other = topic
 		}
 	}
@@ -139,15 +140,6 @@ func TestCluster(t *testing.T) {
 		require.Equal(t, sse.LostEventName, ev.Event)
 	}
 	require.Eventually(t, func() bool { return a.backend.Ready(context.Background()) == nil }, 3*guard, 50*time.Millisecond)
-}
-
-func slicesContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // A master's pub/sub connection is cut: the reader subscribes to each of

@@ -16,7 +16,7 @@ func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 	b, err := sse.NewBroker(sse.WithBackend(sseredis.New(rdb, sseredis.WithPrefix("myapp:sse:"))))
 	if err != nil {
-		log.Fatal(err) // wraps sseredis.ErrUnavailable when Redis is down
+		log.Fatal(err) // an invalid key prefix: the broker starts even while Redis is down
 	}
 	r := gin.Default()
 	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic")))

@@ -1,6 +1,7 @@
 package sseredis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -146,7 +147,7 @@ func (b *Backend) Ready(ctx context.Context) error {
 	var readErr error
 	for _, sh := range b.shards {
 		if sh.readErr != nil {
-			readErr = fmt.Errorf("%s: %w", cmpOr(sh.addr, "reader"), sh.readErr)
+			readErr = fmt.Errorf("%s: %w", cmp.Or(sh.addr, "reader"), sh.readErr)
 		}
 	}
 	b.mu.Unlock()
@@ -165,13 +166,6 @@ func (b *Backend) Ready(ctx context.Context) error {
 		return unavailable("reader", readErr)
 	}
 	return nil
-}
-
-func cmpOr(s, or string) string {
-	if s == "" {
-		return or
-	}
-	return s
 }
 
 // Watch implements [sse.Backend]: it subscribes to topic's shard channel

@@ -102,7 +102,7 @@ func main() {
 		sse.WithBackend(sseredis.New(rdb, sseredis.WithPrefix(*prefix))),
 	)
 	if err != nil {
-		log.Fatal(err) // wraps sseredis.ErrUnavailable when Redis is down
+		log.Fatal(err) // an invalid key prefix: the broker starts even while Redis is down
 	}
 
 	ln, err := net.Listen("tcp", *addr)
