@@ -98,6 +98,7 @@ type handlerConfig struct {
 // valueConfig holds the settings of one Stream call.
 type valueConfig struct {
 	eventName string
+	heartbeat *Event // sent instead of the heartbeat comment
 }
 
 // brokerConfig holds the settings of a broker.
@@ -229,6 +230,15 @@ func WithDone(done <-chan struct{}) MiddlewareOption {
 // event name, unless the value is an [Event] or implements [EventNamer].
 func WithEventName(name string) StreamOption {
 	return valueOpt(func(c *valueConfig) { c.eventName = name })
+}
+
+// WithHeartbeatEvent makes [Stream] and [StreamSeq] send ev as their
+// heartbeat instead of a comment, for protocols whose clients expect an
+// event of their own while the stream is idle (Anthropic's "ping", say).
+// Like the comment, it goes out only after a heartbeat interval without a
+// write. An invalid ev fails the stream at its first heartbeat.
+func WithHeartbeatEvent(ev Event) StreamOption {
+	return valueOpt(func(c *valueConfig) { c.heartbeat = &ev })
 }
 
 // WithMaxEventSize sets the largest event, in bytes of wire lines, that a

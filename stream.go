@@ -36,8 +36,9 @@ type EventIDer interface {
 // [WithEventName], or by the value's EventName method ([EventNamer]), with
 // the id from its EventID method ([EventIDer]).
 //
-// While ch is idle, a heartbeat comment goes out every [WithHeartbeat]
-// interval (default [DefaultHeartbeat]). Stream starts no goroutine. The
+// While ch is idle, a heartbeat comment (or the event of
+// [WithHeartbeatEvent]) goes out every [WithHeartbeat] interval (default
+// [DefaultHeartbeat]). Stream starts no goroutine. The
 // producer should stop sending when the request's context is done, since
 // nobody receives from ch after Stream returns.
 //
@@ -76,7 +77,7 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...StreamOption) error {
 			}
 		case now := <-tick:
 			if w.idle(now) >= cfg.heartbeat-cfg.heartbeat/10 {
-				if err := w.Comment("heartbeat"); err != nil {
+				if err := heartbeat(w, vc.heartbeat); err != nil {
 					return err
 				}
 			}
@@ -119,6 +120,14 @@ func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...StreamOption) err
 	close(stop)
 	<-finished
 	return err
+}
+
+// heartbeat writes ev, or a heartbeat comment when ev is nil.
+func heartbeat(w *Writer, ev *Event) error {
+	if ev != nil {
+		return w.Send(*ev)
+	}
+	return w.Comment("heartbeat")
 }
 
 func clientGone(ctx context.Context) error {

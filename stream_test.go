@@ -154,6 +154,31 @@ func TestStreamHeartbeat(t *testing.T) {
 	assert.ErrorIs(t, waitErr(t, result), sse.ErrClientGone)
 }
 
+func TestStreamHeartbeatEvent(t *testing.T) {
+	ch := make(chan int) // stays idle
+	result := make(chan error, 1)
+	ping := sse.Event{Event: "ping", Data: `{"type": "ping"}`}
+	srv := httptest.NewServer(engine(sse.Middleware(sse.WithHeartbeat(20*time.Millisecond)), func(c *gin.Context) {
+		result <- sse.Stream(c, ch, sse.WithHeartbeatEvent(ping))
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	dec := sse.NewDecoder(res.Body)
+	for range 2 {
+		ev, err := dec.Decode()
+		require.NoError(t, err)
+		assert.Equal(t, sse.ReceivedEvent{Event: "ping", Data: `{"type": "ping"}`}, ev)
+	}
+	cancel()
+	assert.ErrorIs(t, waitErr(t, result), sse.ErrClientGone)
+}
+
 func TestStreamDoneEndsStream(t *testing.T) {
 	shutdown := make(chan struct{})
 	ch := make(chan int)
