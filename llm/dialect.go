@@ -143,9 +143,9 @@ type chatUsage struct {
 	} `json:"completion_tokens_details"`
 }
 
-func (e *chatEncoder) id() string              { return e.msgID }
-func (e *chatEncoder) headers() [][2]string    { return nil }
-func (e *chatEncoder) heartbeat() *sse.Event   { return nil }
+func (e *chatEncoder) id() string                   { return e.msgID }
+func (e *chatEncoder) headers() [][2]string         { return nil }
+func (e *chatEncoder) heartbeat() *sse.Event        { return nil }
 func (e *chatEncoder) reasoning(string) []sse.Event { return nil }
 
 func (e *chatEncoder) chunk(d chatDelta, finish *string) []sse.Event {
