@@ -23,8 +23,9 @@ import (
 //
 // resp's body is closed when Relay returns, and as soon as the client
 // leaves, which ends the upstream request. A status other than 2xx
-// returns an error wrapping [ErrUpstream] and writes nothing, so the
-// handler can still answer with a status. Relay returns nil when the
+// returns an error wrapping [ErrUpstream] and writes nothing, so that on a
+// POST route (whose headers sse.Middleware holds back until the first
+// write) the handler can still answer with a status. Relay returns nil when the
 // provider ended its stream, an error wrapping sse.ErrClientGone when the
 // client left, or an error wrapping [ErrUpstream] when reading it failed
 // (the client's stream then just ends: use [RelayAs] to tell the client

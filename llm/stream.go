@@ -30,6 +30,9 @@ import (
 // It works on a POST route whose handler read a JSON body first: the
 // middleware holds a POST stream's headers back until the first write, so
 // the handler can still refuse a bad request with a status of its own.
+// Read the body to its end before calling Stream (c.ShouldBindJSON does):
+// net/http notices a client that leaves only once the request body has
+// been read, and until then only a failed write tells.
 func Stream(c *gin.Context, d Dialect, gen Generator, opts ...Option) error {
 	cfg := newConfig(opts)
 	enc, err := d.encoder(cfg)
