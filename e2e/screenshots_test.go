@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestScreenshots takes screenshots of both example pages showing live
+// TestScreenshots takes screenshots of the example pages showing live
 // data and checks they are PNG images. With SSE_SCREENSHOTS=1 it writes them
 // over the README's _example/*/screenshot.png; otherwise to a temporary
 // directory:
@@ -24,7 +24,7 @@ func TestScreenshots(t *testing.T) {
 	if os.Getenv("SSE_SCREENSHOTS") == "1" {
 		root = repoRoot(t)
 	} else {
-		for _, app := range []string{"smart-home", "live-users"} {
+		for _, app := range []string{"smart-home", "live-users", "chat"} {
 			require.NoError(t, os.MkdirAll(filepath.Join(root, "_example", app), 0o755))
 		}
 	}
@@ -61,6 +61,15 @@ func TestScreenshots(t *testing.T) {
 		open(t, other, a.URL)
 		waitFor[bool](t, ctx, 10*time.Second, jsConnected+` && `+jsCount+` === '2'`)
 		screenshot(t, ctx, filepath.Join(root, "_example", "live-users", "screenshot.png"))
+	})
+	t.Run("chat", func(t *testing.T) {
+		a := startApp(t, "chat")
+		ctx, _ := newTab(t, browser)
+		setViewport(t, ctx, 900, 560)
+		open(t, ctx, a.URL)
+		ask(t, ctx, "What happens if I reload the page while you answer?")
+		waitFor[bool](t, ctx, 30*time.Second, jsAnswerState+` === 'done'`)
+		screenshot(t, ctx, filepath.Join(root, "_example", "chat", "screenshot.png"))
 	})
 }
 
