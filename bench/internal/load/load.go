@@ -330,7 +330,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	cpuOf := func() (ns int64) {
 		for _, p := range pids {
-			c, _ := readCPU(p)
+			c, _ := ReadCPU(p)
 			ns += c
 		}
 		return ns

@@ -11,8 +11,8 @@ import (
 // userHZ is the unit of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
 const userHZ = 100
 
-// readCPU returns the user+system CPU time of process pid, in ns.
-func readCPU(pid int) (int64, error) {
+// ReadCPU returns the user+system CPU time of process pid, in ns.
+func ReadCPU(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
