@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -82,6 +83,47 @@ func TestIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !res.OK() || res.Delivered != 20 || res.RSSKB == 0 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// TestRedisCluster starts a cluster of 3 masters and runs gin-sse-redis on
+// it, two servers sharing a prefix, with streams on 30 topics spread over
+// both: every stream gets every event of its topic once, in order. Skipped
+// without redis-server and redis-cli.
+func TestRedisCluster(t *testing.T) {
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not in PATH", bin)
+		}
+	}
+	rc, err := load.StartRedisCluster(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Stop()
+	if len(rc.Addrs()) != 3 || rc.CPU() < 0 {
+		t.Fatalf("addresses %v, CPU %v", rc.Addrs(), rc.CPU())
+	}
+	prefix := fmt.Sprintf("test%d:", time.Now().UnixNano())
+	var urls []string
+	for range 2 {
+		im, err := impls.New(impls.RedisName, impls.Options{RedisClusterAddrs: rc.Addrs(), RedisPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(impls.NewServer(impls.RedisName, im))
+		defer srv.Close()
+		defer im.Close()
+		urls = append(urls, srv.URL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := load.Run(ctx, load.Config{URL: urls[0], Extra: urls[1:], Clients: 60, Events: 300, Topics: 30, Size: 32, Stall: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.Delivered != 60*300/30 {
 		t.Fatalf("%+v", res)
 	}
 }
