@@ -361,7 +361,7 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 	var info *redis.XInfoStreamCmd
 	var exists, rng *redis.XMessageSliceCmd
 	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		info = p.XInfoStream(ctx, key)
+		info = xinfoStream(ctx, p, key)
 		exists = p.XRangeN(ctx, key, after, after, 1)
 		if end != "" && limit > 0 {
 			rng = p.XRangeN(ctx, key, "("+after, end, int64(limit))
@@ -395,6 +395,17 @@ func (b *Backend) Replay(ctx context.Context, topic, after, until string, limit 
 			return nil, b.failed("replay", err)
 		}
 	}
+}
+
+// xinfoStream queues XINFO STREAM key on p. go-redis cannot tell the key
+// of this command by itself (its COMMAND info names none, and its guess
+// is the word STREAM): on a Cluster it went to a random master, came back
+// MOVED and was sent again after a back-off, 10 ms or more per topic.
+func xinfoStream(ctx context.Context, p redis.Pipeliner, key string) *redis.XInfoStreamCmd {
+	cmd := redis.NewXInfoStreamCmd(ctx, key)
+	cmd.SetFirstKeyPos(2)
+	_ = p.Process(ctx, cmd)
+	return cmd
 }
 
 // check returns why the entries of topic after after cannot be replayed

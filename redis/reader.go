@@ -592,7 +592,7 @@ func (b *Backend) catchUpOnce(ctx context.Context, st *topicState, until string)
 	var info *redis.XInfoStreamCmd
 	var epoch *redis.StringCmd
 	_, err := b.client.Pipelined(cctx, func(p redis.Pipeliner) error {
-		info = p.XInfoStream(cctx, st.key)
+		info = xinfoStream(cctx, p, st.key)
 		epoch = p.Get(cctx, st.key+":e")
 		return nil
 	})
