@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	sse "github.com/gin-sse/sse"
 )
@@ -67,9 +68,9 @@ type encoder interface {
 func (d Dialect) encoder(cfg *config) (encoder, error) {
 	switch d {
 	case OpenAIChat:
-		return &chatEncoder{cfg: cfg, msgID: cfg.idOr("chatcmpl-"), created: now().Unix()}, nil
+		return &chatEncoder{cfg: cfg, msgID: cfg.idOr("chatcmpl-"), created: time.Now().Unix()}, nil
 	case OpenAIResponses:
-		return &responsesEncoder{cfg: cfg, msgID: cfg.idOr("resp_"), created: now().Unix()}, nil
+		return &responsesEncoder{cfg: cfg, msgID: cfg.idOr("resp_"), created: time.Now().Unix()}, nil
 	case Anthropic:
 		return &anthropicEncoder{cfg: cfg, msgID: cfg.idOr("msg_"), index: -1}, nil
 	case VercelUI:

@@ -43,7 +43,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"time"
 )
 
 // Usage is the token count of one answer.
@@ -159,6 +158,3 @@ func newID(prefix string) string {
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
-
-// now is time.Now, for the "created" fields.
-var now = time.Now

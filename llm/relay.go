@@ -74,25 +74,31 @@ func Relay(c *gin.Context, resp *http.Response) error {
 // from's terminal marker, reaches the client as to's error event and is
 // returned wrapping [ErrUpstream] (an error event's message is passed on
 // as it is). from and to may be the same dialect, to check and re-frame a
-// stream. The body is closed as Relay closes it.
+// stream. The body is closed as Relay closes it; with [WithDetach], it is
+// read to its end even when the client left (for [WithOnFinish]).
 func RelayAs(c *gin.Context, resp *http.Response, from, to Dialect, opts ...Option) error {
-	defer resp.Body.Close()
 	if err := upstreamStatus(resp); err != nil {
+		resp.Body.Close()
 		return err
 	}
 	p, err := newParser(from)
 	if err != nil {
+		resp.Body.Close()
 		return err
 	}
 	cfg := newConfig(opts)
 	enc, err := to.encoder(cfg)
 	if err != nil {
+		resp.Body.Close()
 		return err
 	}
-	stop := context.AfterFunc(c.Request.Context(), func() { resp.Body.Close() })
-	defer stop()
+	if !cfg.detach {
+		defer resp.Body.Close()
+		stop := context.AfterFunc(c.Request.Context(), func() { resp.Body.Close() })
+		defer stop()
+	}
 	return stream(c, cfg, enc, func(ctx context.Context, out *Output) error {
-		defer resp.Body.Close() // a detached answer has no client to wait for
+		defer resp.Body.Close()
 		return parse(resp.Body, p, out)
 	})
 }

@@ -58,10 +58,8 @@ func stream(c *gin.Context, cfg *config, enc encoder, gen Generator) error {
 	go func() {
 		defer close(s.ch) // after finished: a closed channel means gen returned
 		defer close(finished)
+		defer cancel(nil)
 		genErr = out.run(ctx, gen)
-		if !cfg.detach {
-			cancel(nil)
-		}
 	}()
 	var hb []sse.StreamOption
 	if ev := enc.heartbeat(); ev != nil {
