@@ -51,9 +51,10 @@ var (
 	// change the hash slot of every key.
 	ErrInvalidPrefix = errors.New("sseredis: key prefix contains a brace")
 	// ErrCrossSlot reports an event published to several topics whose
-	// keys are in different Redis Cluster hash slots. Topics whose text up
-	// to their first "}" is the same share a slot: publish to
-	// "{room1}chat" and "{room1}typing" at once.
+	// keys are in different Redis Cluster hash slots, or on different
+	// shards of a [redis.Ring]. Topics whose text up to their first "}"
+	// is the same share a slot and a shard: publish to "{room1}chat" and
+	// "{room1}typing" at once.
 	ErrCrossSlot = errors.New("sseredis: the topics of one event must share a hash slot")
 )
 
@@ -165,6 +166,7 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	}
 	b := &Backend{client: client, cfg: cfg, topics: make(map[string]*topicState), shards: make(map[string]*shard)}
 	b.cluster, _ = client.(*redis.ClusterClient)
+	b.ring, _ = client.(*redis.Ring)
 	return b
 }
 
@@ -295,6 +297,19 @@ func (b *Backend) Publish(ctx context.Context, topics []string, id string, body 
 	keys[0] = b.Key(topics[0]) + ":u:" + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 	if b.isClosed() {
 		return sse.Message{}, sse.ErrBackendClosed
+	}
+	if b.ring != nil && len(topics) > 1 {
+		// Redis checks the slots of a script's keys on a Cluster only.
+		first, err := b.ring.GetShardClientForKey(keys[1])
+		for i := 3; err == nil && i < len(keys); i += 2 {
+			var c *redis.Client
+			if c, err = b.ring.GetShardClientForKey(keys[i]); err == nil && c != first {
+				return sse.Message{}, fmt.Errorf("%w: %q are on different shards of the ring", ErrCrossSlot, topics)
+			}
+		}
+		if err != nil {
+			return sse.Message{}, b.failed("publish", err)
+		}
 	}
 	field := ""
 	if len(topics) > 1 {

@@ -19,10 +19,12 @@ import (
 //
 // It reads with one pub/sub connection per Redis server: one with a
 // [redis.Client] (or a failover client), one per master node with a
-// [redis.ClusterClient], each with a goroutine of its own.
+// [redis.ClusterClient], one per shard with a [redis.Ring], each with a
+// goroutine of its own.
 type Backend struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient // client, when it is one
+	ring    *redis.Ring          // client, when it is one
 	cfg     config
 
 	mu      sync.Mutex
@@ -88,11 +90,16 @@ func (b *Backend) Start(deliver func(sse.Message)) error {
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.started, b.deliver = true, deliver
-	if b.cluster == nil {
+	if !b.sharded() {
 		b.shardLocked("", b.client)
 	}
 	return nil
 }
+
+// sharded reports whether the topics are spread over several Redis
+// servers (a Cluster's masters or a Ring's shards), between which they
+// can move.
+func (b *Backend) sharded() bool { return b.cluster != nil || b.ring != nil }
 
 // shardLocked returns the shard of the server at addr, started with client
 // on first use. b.mu is held.
@@ -109,14 +116,21 @@ func (b *Backend) shardLocked(addr string, client redis.UniversalClient) *shard 
 }
 
 // shardFor returns the shard of the server that holds key: with a cluster,
-// the master of its slot, as the client knows it.
+// the master of its slot, and with a ring the shard of its hash tag, as
+// the client knows them.
 func (b *Backend) shardFor(ctx context.Context, key string) (*shard, error) {
-	if b.cluster == nil {
+	var node *redis.Client
+	var err error
+	switch {
+	case b.cluster != nil:
+		node, err = b.cluster.MasterForKey(ctx, key)
+	case b.ring != nil:
+		node, err = b.ring.GetShardClientForKey(key)
+	default:
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return b.shards[""], nil
 	}
-	node, err := b.cluster.MasterForKey(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +173,13 @@ func (b *Backend) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := b.call(ctx)
 	defer cancel()
-	if err := b.client.Ping(ctx).Err(); err != nil {
+	var err error
+	if b.ring != nil {
+		err = b.ring.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
+	} else {
+		err = b.client.Ping(ctx).Err()
+	}
+	if err != nil {
 		return b.failed("ping", err)
 	}
 	if readErr != nil {
@@ -313,7 +333,14 @@ func (b *Backend) read(sh *shard) {
 	check := min(max(b.cfg.timeout, 250*time.Millisecond), 2*time.Second)
 	active, pinged := time.Now(), time.Time{}
 	heard := false // from the server since the connection started
+	routed := time.Now()
 	for ctx.Err() == nil {
+		// A Ring moves keys between its shards as they go down and come
+		// back, and tells nobody: look where the topics are now.
+		if b.ring != nil && time.Since(routed) >= check {
+			b.reroute(ctx, sh, true)
+			routed = time.Now()
+		}
 		timeout := check
 		if b.hasDirty(sh) {
 			timeout = backoff
@@ -398,28 +425,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // subscription's confirmation makes the reader catch its topic up. It
 // reports whether sh, a cluster's, has no topic left and was closed.
 func (b *Backend) restart(ctx context.Context, sh *shard) (closed bool) {
-	if b.cluster != nil {
-		b.mu.Lock()
-		var mine []*topicState
-		for _, st := range b.topics {
-			if st.shard == sh {
-				mine = append(mine, st)
-			}
-		}
-		b.mu.Unlock()
-		for _, st := range mine {
-			to, err := b.shardFor(ctx, st.key)
-			if err != nil || to == sh {
-				continue
-			}
-			b.mu.Lock()
-			if b.topics[st.key] == st {
-				delete(sh.dirty, st)
-				st.shard = to
-				b.queueLocked(subOp{key: st.key, shard: to, sub: true})
-			}
-			b.mu.Unlock()
-		}
+	if b.sharded() {
+		b.reroute(ctx, sh, false)
 	}
 	b.mu.Lock()
 	if b.closed { // Close closes sh.ps
@@ -433,7 +440,7 @@ func (b *Backend) restart(ctx context.Context, sh *shard) (closed bool) {
 			left = append(left, st)
 		}
 	}
-	if b.cluster != nil && len(left) == 0 {
+	if b.sharded() && len(left) == 0 {
 		delete(b.shards, sh.addr)
 		b.mu.Unlock()
 		_ = old.Close()
@@ -447,6 +454,38 @@ func (b *Backend) restart(ctx context.Context, sh *shard) (closed bool) {
 	b.mu.Unlock()
 	_ = old.Close()
 	return false
+}
+
+// reroute moves each topic of sh that the client now places on another
+// server to that server's shard, where its subscription's confirmation
+// has the reader catch it up (and find its keys there are not those it
+// read: a loss it signals). With unsubscribe, sh's connection, which goes
+// on, unsubscribes from the topics that moved.
+func (b *Backend) reroute(ctx context.Context, sh *shard, unsubscribe bool) {
+	b.mu.Lock()
+	var mine []*topicState
+	for _, st := range b.topics {
+		if st.shard == sh {
+			mine = append(mine, st)
+		}
+	}
+	b.mu.Unlock()
+	for _, st := range mine {
+		to, err := b.shardFor(ctx, st.key)
+		if err != nil || to == sh {
+			continue
+		}
+		b.mu.Lock()
+		if b.topics[st.key] == st {
+			delete(sh.dirty, st)
+			st.shard = to
+			if unsubscribe {
+				b.queueLocked(subOp{key: st.key, shard: sh})
+			}
+			b.queueLocked(subOp{key: st.key, shard: to, sub: true})
+		}
+		b.mu.Unlock()
+	}
 }
 
 // hasTopics reports whether sh reads a topic.
