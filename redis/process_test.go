@@ -19,6 +19,7 @@ import (
 	"github.com/gin-sse/sse"
 	"github.com/gin-sse/sse/client"
 	sseredis "github.com/gin-sse/sse/redis"
+	"github.com/gin-sse/sse/ssetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,27 +30,11 @@ import (
 // order, or with an events-lost signal where the missing ones were.
 func TestAppInstanceStoppedAndContinued(t *testing.T) {
 	srv := ownRedis(t, "")
-	bin := filepath.Join(t.TempDir(), "cluster")
-	out, err := exec.Command("go", "build", "-o", bin, "./example/cluster").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := buildExample(t)
 	prefix := testPrefix(t)
 	start := func(name string) (string, *os.Process) {
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, "-addr", addr, "-redis", srv.addr, "-name", name, "-prefix", prefix)
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGCONT)
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		})
-		require.Eventually(t, func() bool {
-			res, err := http.Get("http://" + addr + "/")
-			if err == nil {
-				_ = res.Body.Close()
-			}
-			return err == nil
-		}, guard, 20*time.Millisecond)
-		return "http://" + addr, cmd.Process
+		app := startExample(t, bin, freeAddr(t), "-redis", srv.addr, "-name", name, "-prefix", prefix)
+		return app.url, app.cmd.Process
 	}
 	a, _ := start("A")
 	b, stopB := start("B")
@@ -132,6 +117,121 @@ func TestAppInstanceStoppedAndContinued(t *testing.T) {
 		assert.Subset(t, acked, ids)
 	}
 	t.Logf("%d events acknowledged, %d received, lost signal: %v", len(acked), len(ids), signalled)
+}
+
+// buildExample builds the cluster example and returns its binary.
+func buildExample(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cluster")
+	out, err := exec.Command("go", "build", "-o", bin, "./example/cluster").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// exampleApp is a process of the cluster example.
+type exampleApp struct {
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited
+}
+
+// startExample starts bin on addr with args and waits until it serves;
+// it is stopped at the end of t.
+func startExample(t *testing.T, bin, addr string, args ...string) *exampleApp {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	require.NoError(t, cmd.Start())
+	app := &exampleApp{url: "http://" + addr, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(app.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-app.done
+	})
+	require.Eventually(t, func() bool {
+		res, err := http.Get(app.url + "/")
+		if err == nil {
+			_ = res.Body.Close()
+		}
+		return err == nil
+	}, guard, 20*time.Millisecond)
+	return app
+}
+
+// kill ends the process at once (SIGKILL).
+func (a *exampleApp) kill() {
+	_ = a.cmd.Process.Kill()
+	<-a.done
+}
+
+// post publishes text through the instance at base and returns the
+// event's id.
+func post(t *testing.T, base, text string) string {
+	t.Helper()
+	res, err := http.PostForm(base+"/publish", url.Values{"text": {text}})
+	require.NoError(t, err)
+	defer func() { _ = res.Body.Close() }()
+	var reply struct{ ID string }
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&reply))
+	return reply.ID
+}
+
+// Two processes of the cluster example on one Redis, each the other's
+// peer. A client reads A, as its page does; A is killed (SIGKILL), and the
+// client goes on with B from the last event it got, as the page does (the
+// lastEventId query); A restarts, and the client moves back to it. It gets
+// every event once, in order, and the pages may cross over (CORS).
+func TestAppInstanceKilledClientFollows(t *testing.T) {
+	srv := ownRedis(t, "")
+	bin := buildExample(t)
+	prefix := testPrefix(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	args := func(name, peer string) []string {
+		return []string{"-redis", srv.addr, "-name", name, "-prefix", prefix, "-peers", "http://" + peer}
+	}
+	a := startExample(t, bin, addrA, args("A", addrB)...)
+	b := startExample(t, bin, addrB, args("B", addrA)...)
+
+	// follow reads the stream of base from after lastID until it has the
+	// events of want.
+	follow := func(base, lastID string, want ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		defer cancel()
+		u := base + "/events"
+		if lastID != "" {
+			u += "?lastEventId=" + url.QueryEscape(lastID)
+		}
+		s, err := ssetest.Connect(ctx, nil, u, http.Header{"Origin": {"http://" + addrA}})
+		require.NoError(t, err)
+		defer func() { _ = s.Close() }()
+		if base == b.url {
+			assert.Equal(t, "http://"+addrA, s.Response.Header.Get("Access-Control-Allow-Origin"), "A's page may read B")
+		}
+		for _, w := range want {
+			ev, err := s.Next()
+			require.NoError(t, err)
+			var m struct{ Text string }
+			require.NoError(t, json.Unmarshal([]byte(ev.Data), &m), ev.Data)
+			require.Equal(t, "chat", ev.Event)
+			require.Equal(t, w, m.Text)
+			lastID = ev.ID
+		}
+		return lastID
+	}
+	first := post(t, a.url, "one")
+	post(t, a.url, "two")
+	last := follow(a.url, first, "two")
+
+	a.kill()
+	post(t, b.url, "three")
+	post(t, b.url, "four")
+	last = follow(b.url, last, "three", "four")
+
+	a = startExample(t, bin, addrA, args("A", addrB)...)
+	post(t, b.url, "five")
+	follow(a.url, last, "five")
 }
 
 // freeAddr returns a free address of 127.0.0.1.

@@ -7,7 +7,8 @@
 //	go run ./example/cluster -addr localhost:1338 -name B &
 //
 // then open http://localhost:1337 and http://localhost:1338 (from the redis
-// folder of the repository).
+// folder of the repository). With -peers, a page whose instance stops
+// answering goes on with another one, from the last event it got.
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,22 +44,40 @@ type message struct {
 	Time string `json:"time"`
 }
 
+// pageData fills the page's template.
+type pageData struct {
+	Name  string
+	Peers []string
+}
+
 // maxText bounds a posted message.
 const maxText = 500
 
 // newRouter serves the page, the stream of topic "chat" and POST /publish
-// for the instance called name.
-func newRouter(b *sse.Broker, name string) *gin.Engine {
+// for the instance called name. peers are the base URLs of the other
+// instances (http://host:port), which the page moves to when this one
+// stops answering: their pages may read this one's stream and publish
+// through it (CORS).
+func newRouter(b *sse.Broker, name string, peers []string) *gin.Engine {
 	r := gin.New()
 	r.Use(gin.Recovery())
 	r.GET("/", func(c *gin.Context) {
 		c.Header("Content-Type", "text/html; charset=utf-8")
-		if err := page.Execute(c.Writer, name); err != nil {
+		if err := page.Execute(c.Writer, pageData{Name: name, Peers: peers}); err != nil {
 			log.Printf("page: %v", err)
 		}
 	})
-	r.GET("/events", b.Handler(sse.Topics("chat"), sse.WithRetry(time.Second)))
-	r.POST("/publish", func(c *gin.Context) {
+	cors := func(c *gin.Context) {
+		if o := c.GetHeader("Origin"); slices.Contains(peers, o) {
+			c.Header("Access-Control-Allow-Origin", o)
+			c.Header("Vary", "Origin")
+		}
+	}
+	// A page that moved here from another instance opens the stream with
+	// the last id it got in the query (a new EventSource sends no
+	// Last-Event-ID header): it gets exactly what it missed.
+	r.GET("/events", cors, b.Handler(sse.Topics("chat"), sse.WithRetry(time.Second), sse.WithLastEventIDQuery("lastEventId")))
+	r.POST("/publish", cors, func(c *gin.Context) {
 		text := strings.TrimSpace(c.PostForm("text"))
 		if text == "" || len(text) > maxText {
 			c.JSON(http.StatusBadRequest, gin.H{"error": "text: 1 to 500 bytes"})
@@ -84,6 +104,7 @@ func main() {
 	redisAddr := flag.String("redis", "localhost:6379", "Redis address")
 	name := flag.String("name", "", "instance name, shown in the page and put in each event (default: the -addr)")
 	prefix := flag.String("prefix", "sse-cluster:", "Redis key prefix (the instances that share it share the events)")
+	peerList := flag.String("peers", "", "comma-separated base URLs of the other instances (http://localhost:1338): the page moves to one of them when this one stops answering")
 	debug := flag.Bool("debug", false, "Gin debug mode")
 	flag.Parse()
 	if *name == "" {
@@ -109,7 +130,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: newRouter(b, *name), ReadHeaderTimeout: 10 * time.Second}
+	var peers []string
+	for p := range strings.SplitSeq(*peerList, ",") {
+		if p = strings.TrimRight(strings.TrimSpace(p), "/"); p != "" {
+			peers = append(peers, p)
+		}
+	}
+	srv := &http.Server{Handler: newRouter(b, *name, peers), ReadHeaderTimeout: 10 * time.Second}
 	// Streams never end by themselves: the broker ends them (and stops its
 	// Redis reader) when the server shuts down, so srv.Shutdown returns at
 	// once. The hook runs in its own goroutine: main waits for it before

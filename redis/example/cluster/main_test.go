@@ -23,7 +23,7 @@ func TestRouter(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	b, err := sse.NewBroker()
 	require.NoError(t, err)
-	srv := httptest.NewServer(newRouter(b, "A"))
+	srv := httptest.NewServer(newRouter(b, "A", nil))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 
