@@ -59,7 +59,7 @@ type setup struct {
 	close func()
 }
 
-func startSetup(cluster bool, masters int, noBackoff bool) (*setup, error) {
+func startSetup(cluster bool, masters int) (*setup, error) {
 	if !cluster {
 		rs, err := load.StartRedis()
 		if err != nil {
@@ -74,9 +74,6 @@ func startSetup(cluster bool, masters int, noBackoff bool) (*setup, error) {
 	}
 	fmt.Fprintf(os.Stderr, "Redis Cluster of %d masters, no replicas: %s\n", masters, strings.Join(rc.Addrs(), " "))
 	args := []string{"-redis-cluster", strings.Join(rc.Addrs(), ",")}
-	if noBackoff {
-		args = append(args, "-redis-cluster-no-backoff")
-	}
 	return &setup{key: "cluster", args: args, cpu: rc.CPU, close: rc.Stop}, nil
 }
 
@@ -87,7 +84,6 @@ func main() {
 	quick := flag.Bool("quick", false, "a tenth of the events, for a quick look")
 	cluster := flag.Bool("cluster", false, "share a Redis Cluster (-masters masters, no replicas) instead of one redis-server")
 	masters := flag.Int("masters", 3, "masters of the -cluster")
-	noBackoff := flag.Bool("no-backoff", false, "with -cluster: the instances retry a command sent to the wrong master at once (sseserver -redis-cluster-no-backoff)")
 	jsonFile := flag.String("json", "", "keep the medians in this JSON file: this setup's (one Redis or cluster) replace those of an earlier run, the other's stay")
 	svgFile := flag.String("svg", "", "draw the medians (of -json's file, else of this run) as an SVG chart in this file")
 	redraw := flag.Bool("redraw", false, "only draw -svg from the -json file, measuring nothing")
@@ -109,7 +105,7 @@ func main() {
 		}
 		counts = append(counts, n)
 	}
-	st, err := startSetup(*cluster, *masters, *noBackoff)
+	st, err := startSetup(*cluster, *masters)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scaleout:", err)
 		os.Exit(1)

@@ -24,7 +24,6 @@ func main() {
 	impl := flag.String("impl", "gin-sse", fmt.Sprintf("implementation: one of %v, or %s (needs -redis)", impls.Names, impls.RedisName))
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address for "+impls.RedisName)
 	redisCluster := flag.String("redis-cluster", "", "comma-separated seed addresses of a Redis Cluster for "+impls.RedisName+" (replaces -redis)")
-	noBackoff := flag.Bool("redis-cluster-no-backoff", false, "with -redis-cluster: retry a command sent to the wrong master at once (go-redis MinRetryBackoff -1) instead of after 10 ms")
 	redisPrefix := flag.String("redis-prefix", "", "Redis key prefix for "+impls.RedisName+": servers with the same one share events (default: one of its own)")
 	addr := flag.String("addr", "127.0.0.1:8089", "listen address")
 	queue := flag.Int("queue", 1<<20, "channel buffer of the gin fan-out (capped at 4096); gin-sse runs with its defaults")
@@ -36,7 +35,7 @@ func main() {
 	raiseNoFile()
 	o := impls.Options{QueueSize: *queue, Heartbeat: *heartbeat, RedisAddr: *redisAddr, RedisPrefix: *redisPrefix}
 	if *redisCluster != "" {
-		o.RedisClusterAddrs, o.RedisClusterNoBackoff = strings.Split(*redisCluster, ","), *noBackoff
+		o.RedisClusterAddrs = strings.Split(*redisCluster, ",")
 	}
 	im, err := impls.New(*impl, o)
 	if err != nil {

@@ -66,11 +66,7 @@ func newGinSSERedis(o Options) (*ginSSERedis, error) {
 	var rdb redis.UniversalClient
 	switch {
 	case len(o.RedisClusterAddrs) > 0:
-		co := &redis.ClusterOptions{Addrs: o.RedisClusterAddrs}
-		if o.RedisClusterNoBackoff {
-			co.MinRetryBackoff = -1
-		}
-		rdb = redis.NewClusterClient(co)
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.RedisClusterAddrs})
 	case o.RedisAddr != "":
 		rdb = redis.NewClient(&redis.Options{Addr: o.RedisAddr})
 	default:

@@ -38,13 +38,6 @@ type Options struct {
 	// Cluster that gin-sse-redis uses instead of RedisAddr (through a
 	// go-redis ClusterClient).
 	RedisClusterAddrs []string
-	// RedisClusterNoBackoff sets the ClusterClient's MinRetryBackoff to
-	// -1: a command sent to the wrong master is retried on the right one
-	// at once instead of after go-redis's 10 ms. The backend pipelines
-	// XINFO STREAM, which go-redis v9.22.0 sends to a node chosen by the
-	// word "STREAM" rather than the key: each topic watched then waits
-	// for a MOVED retry.
-	RedisClusterNoBackoff bool
 	// RedisPrefix is the key prefix of gin-sse-redis: servers with the
 	// same one share their events. "" gives each server its own (and
 	// deletes its keys on Close).
