@@ -190,6 +190,12 @@ func NewBroker(opts ...BrokerOption) (*Broker, error) {
 
 // Publish publishes ev to topic and returns its id. See [Broker.PublishTopics].
 func (b *Broker) Publish(ctx context.Context, topic string, ev Event) (string, error) {
+	if o := b.cfg.observer; o != nil {
+		start := time.Now()
+		id, err := b.publish(ctx, topic, nil, ev)
+		o.Published([]string{topic}, time.Since(start), err)
+		return id, err
+	}
 	return b.publish(ctx, topic, nil, ev)
 }
 
@@ -202,6 +208,16 @@ func (b *Broker) Publish(ctx context.Context, topic string, ev Event) (string, e
 // returns. ctx bounds the call to a backend; without one, Publish does not
 // block.
 func (b *Broker) PublishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
+	if o := b.cfg.observer; o != nil {
+		start := time.Now()
+		id, err := b.publishTopics(ctx, topics, ev)
+		o.Published(topics, time.Since(start), err)
+		return id, err
+	}
+	return b.publishTopics(ctx, topics, ev)
+}
+
+func (b *Broker) publishTopics(ctx context.Context, topics []string, ev Event) (string, error) {
 	switch len(topics) {
 	case 0:
 		return "", ErrNoTopics
@@ -258,6 +274,7 @@ func (b *Broker) publish(ctx context.Context, single string, topics []string, ev
 			return "", fmt.Errorf("%w: %w", ErrBrokerClosed, err)
 		}
 		if err != nil {
+			b.backendFailed("publish", err)
 			return "", err
 		}
 		b.published.Add(1)
@@ -300,6 +317,9 @@ func (b *Broker) publish(ctx context.Context, single string, topics []string, ev
 // dispatch adds a message the backend delivers to the log of its topic,
 // if the broker serves it. The backend calls it in each topic's order.
 func (b *Broker) dispatch(msg Message) {
+	if o := b.cfg.observer; o != nil && msg.Lost == nil && !msg.Time.IsZero() {
+		o.BackendDelivered(time.Since(msg.Time))
+	}
 	var wire []byte
 	if msg.Lost == nil {
 		wire = make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
@@ -474,8 +494,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.janitorOn = false
 		for s := range b.subs {
 			s.closeLocked(ErrBrokerClosed)
-			if s.w == nil { // a Go subscription leaves at once
-				b.removeLocked(s)
+			if s.w == nil && b.removeLocked(s) && s.joined { // a Go subscription leaves at once
 				left = append(left, s)
 			}
 		}
@@ -484,10 +503,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 	}
 	b.mu.Unlock()
-	if hook := b.cfg.onUnsubscribe; hook != nil {
-		for _, s := range left {
-			hook(s.info)
-		}
+	for _, s := range left {
+		b.left(s, ErrBrokerClosed)
 	}
 	select {
 	case <-b.drained:

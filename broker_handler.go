@@ -156,19 +156,24 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 			refuse(c, status, err)
 			return
 		}
-		defer b.remove(s)
+		var end error // why the stream ended
+		defer func() { b.remove(s, end) }()
 		if lost != nil && !w.isStarted() {
 			c.Header(HeaderEventsLost, lostReason(lost))
 		}
 		defer w.finish()
-		if err := w.open(); err != nil {
-			_ = c.Error(err)
+		if end = w.open(); end != nil {
+			_ = c.Error(end)
 			return
 		}
 		// serve ends only with an error; a client that left, a shutdown and
 		// the done channel are how streams normally end.
-		if err := b.serve(ctx, w, s); !errors.Is(err, ErrClientGone) && !errors.Is(err, ErrBrokerClosed) && !errors.Is(err, errStopped) {
-			_ = c.Error(err)
+		end = b.serve(ctx, w, s)
+		switch {
+		case errors.Is(end, errStopped):
+			end = nil
+		case !errors.Is(end, ErrClientGone) && !errors.Is(end, ErrBrokerClosed):
+			_ = c.Error(end)
 		}
 	}
 }
@@ -262,7 +267,7 @@ func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID str
 		return nil, err
 	}
 	sub := &Subscription{s: s, lost: lost, ctx: ctx}
-	sub.stop = context.AfterFunc(ctx, func() { b.remove(s) })
+	sub.stop = context.AfterFunc(ctx, func() { b.remove(s, context.Cause(ctx)) })
 	return sub, nil
 }
 
@@ -334,6 +339,9 @@ func (s *Subscription) decode(frames []*frame) {
 		buf.Write(f.wire)
 	}
 	s.s.b.delivered.Add(uint64(len(frames)))
+	if o := s.s.b.cfg.observer; o != nil {
+		o.Delivered(len(frames))
+	}
 	dec := NewDecoder(&buf, WithMaxEventSize(0))
 	for {
 		ev, err := dec.Decode()
@@ -348,5 +356,5 @@ func (s *Subscription) decode(frames []*frame) {
 // [ErrSubscriptionClosed] once the events already taken are read.
 func (s *Subscription) Close() {
 	s.stop()
-	s.s.b.remove(s.s)
+	s.s.b.remove(s.s, nil)
 }

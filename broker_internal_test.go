@@ -29,7 +29,7 @@ func sub(t testing.TB, b *Broker, topics []string, lastID string) (*stream, erro
 	t.Helper()
 	s, lost, err := b.subscribe(context.Background(), topics, lastID, "", nil, nil)
 	require.NoError(t, err)
-	t.Cleanup(func() { b.remove(s) })
+	t.Cleanup(func() { b.remove(s, nil) })
 	return s, lost
 }
 
@@ -261,7 +261,7 @@ func TestBrokerFreesTopics(t *testing.T) {
 	}
 	assert.Equal(t, 1000, b.Stats().Topics)
 	for _, s := range streams {
-		b.remove(s)
+		b.remove(s, nil)
 	}
 	publishN(t, b, "other", 2)
 	b.mu.Lock()
@@ -349,6 +349,6 @@ func BenchmarkBrokerReplay(b *testing.B) {
 		if got := takeAll(s); len(got) != 100 {
 			b.Fatal(len(got))
 		}
-		br.remove(s)
+		br.remove(s, nil)
 	}
 }

@@ -55,6 +55,8 @@ type stream struct {
 	closeErr error    // why the stream must end, once it must
 	w        *Writer  // nil for a Subscription
 	wake     chan struct{}
+	joined   bool    // the subscribe hooks ran: the unsubscribe ones run when it goes
+	signals  []error // loss signals taken, for the observer once b.mu is released
 
 	// With a backend: the history older than the logs still to replay,
 	// a range for each topic, and the frames merged from their pages.
@@ -157,7 +159,8 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 	} else {
 		b.mu.Unlock()
 		if err := b.watch(ctx, s); err != nil {
-			b.remove(s)
+			b.remove(s, err)
+			b.backendFailed("watch", err)
 			return nil, nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 		}
 		b.mu.Lock()
@@ -168,7 +171,7 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 		if lost == nil {
 			lost, err = s.fill(ctx)
 			if err != nil {
-				b.remove(s)
+				b.remove(s, err)
 				return nil, nil, err
 			}
 			if lost != nil && initial != nil {
@@ -191,12 +194,12 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 			id = position // the state that follows is as of position
 		}
 		head = append(head, lostFrame(lost, lastID, id))
-		b.lost.Add(1)
+		b.signalLost(lost)
 	}
 	if initial != nil && (lastID == "" || lost != nil) {
 		events, err := initial(topics)
 		if err != nil {
-			b.remove(s)
+			b.remove(s, err)
 			return nil, nil, err
 		}
 		for _, ev := range events {
@@ -205,19 +208,21 @@ func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip stri
 			}
 			wire, err := ev.AppendTo(nil)
 			if err != nil {
-				b.remove(s)
+				b.remove(s, err)
 				return nil, nil, err
 			}
 			head = append(head, &frame{id: ev.ID, wire: wire})
 		}
 	}
 	b.mu.Lock()
-	if _, ok := b.subs[s]; ok { // not removed meanwhile by a shutdown
+	_, in := b.subs[s] // not removed meanwhile by a shutdown
+	if in {
 		s.head = head
+		s.joined = true // the unsubscribe hooks run for it from now
 	}
 	b.mu.Unlock()
-	if hook := b.cfg.onSubscribe; hook != nil {
-		hook(s.info)
+	if in {
+		b.joined(s)
 	}
 	return s, lost, nil
 }
@@ -436,6 +441,7 @@ func (s *stream) fill(ctx context.Context) (lost, err error) {
 			r.done, lost = true, err
 			continue
 		case err != nil:
+			s.b.backendFailed("replay", err)
 			return nil, fmt.Errorf("%w: %w", ErrReplayFailed, err)
 		}
 		r.buf = msgs
@@ -489,9 +495,13 @@ func (s *stream) refill(ctx context.Context) error {
 		if !s.overrun { // one signal for each gap
 			s.overrun = true
 			s.head = append(s.head, lostFrame(lost, s.lastID, ""))
-			s.b.lost.Add(1)
+		} else {
+			lost = nil
 		}
 		s.b.mu.Unlock()
+		if lost != nil {
+			s.b.signalLost(lost)
+		}
 	}
 	return err
 }
@@ -506,7 +516,17 @@ func (s *stream) replaying() bool { return len(s.pending) > 0 || len(s.page) > 0
 func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
 	b := s.b
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	frames, closed = s.takeLocked(dst)
+	signals := s.signals
+	s.signals = nil
+	b.mu.Unlock()
+	for _, err := range signals {
+		b.cfg.observer.Lost(err)
+	}
+	return frames, closed
+}
+
+func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
 	size := 0
 	for len(s.head) > 0 && size < batchBytes && len(dst) < batchFrames {
 		f := s.head[0]
@@ -675,19 +695,25 @@ func (s *stream) admitLocked(f *frame, c *cursor, ofLog bool) *frame {
 	return &frame{id: id, wire: wire}
 }
 
-// lostLocked is the signal of a gap while s is under way.
+// lostLocked is the signal of a gap while s is under way. b.mu is held:
+// the observer hears of it through s.signals, after the lock.
 func (s *stream) lostLocked(err error) *frame {
 	s.b.lost.Add(1)
+	if s.b.cfg.observer != nil {
+		s.signals = append(s.signals, err)
+	}
 	return lostFrame(err, s.lastID, "")
 }
 
-// remove takes s out of the broker and calls the unsubscribe hook.
-func (b *Broker) remove(s *stream) {
+// remove takes s out of the broker and runs the unsubscribe hooks, for a
+// subscriber that joined; reason is why it left (see
+// [Observer.Unsubscribed]).
+func (b *Broker) remove(s *stream, reason error) {
 	b.mu.Lock()
-	removed := b.removeLocked(s)
+	removed := b.removeLocked(s) && s.joined
 	b.mu.Unlock()
-	if hook := b.cfg.onUnsubscribe; removed && hook != nil {
-		hook(s.info)
+	if removed {
+		b.left(s, reason)
 	}
 }
 
@@ -828,6 +854,9 @@ func (b *Broker) write(w *Writer, frames []*frame) error {
 func (b *Broker) written(n int, err error) error {
 	if err == nil {
 		b.delivered.Add(uint64(n))
+		if o := b.cfg.observer; o != nil {
+			o.Delivered(n)
+		}
 	}
 	return err
 }

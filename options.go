@@ -115,6 +115,7 @@ type brokerConfig struct {
 	knownTopics    map[string]struct{}
 	onSubscribe    func(SubscriberInfo)
 	onUnsubscribe  func(SubscriberInfo)
+	observer       Observer
 	shutdownEvent  *Event
 }
 
@@ -341,6 +342,12 @@ func WithOnUnsubscribe(fn func(SubscriberInfo)) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) { c.onUnsubscribe = fn })
 }
 
+// WithObserver has the broker report what it does to o, for metrics: see
+// [Observer].
+func WithObserver(o Observer) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.observer = o })
+}
+
 // WithShutdownEvent makes [Broker.Shutdown] send ev to every stream before
 // ending it, for instance Event{Retry: 10 * time.Second, Comment: "restart"}
 // to space out reconnects, or a named event the page shows.
@@ -370,7 +377,7 @@ func WithInitialEvents(fn func(c *gin.Context, topics []string) ([]Event, error)
 }
 
 // needsIP reports whether anything reads a subscriber's client IP: the
-// per-IP limit or the subscribe hooks.
+// per-IP limit, the subscribe hooks or an observer.
 func (c *brokerConfig) needsIP() bool {
-	return c.maxPerIP > 0 || c.onSubscribe != nil || c.onUnsubscribe != nil
+	return c.maxPerIP > 0 || c.onSubscribe != nil || c.onUnsubscribe != nil || c.observer != nil
 }
