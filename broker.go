@@ -446,8 +446,11 @@ func hasControl(s string) bool {
 	return false
 }
 
-// lostReason names the reason of an ErrEventsLost error.
-func lostReason(err error) string {
+// LostReason returns the reason the [LostEventName] signal (and the
+// [HeaderEventsLost] header) gives for err, an error wrapping
+// [ErrEventsLost]: "malformed", "expired", "overrun", "data-loss", or
+// "unknown" for an id the history does not hold (or any other error).
+func LostReason(err error) string {
 	switch {
 	case errors.Is(err, ErrMalformedEventID):
 		return "malformed"
@@ -468,7 +471,7 @@ func lostFrame(err error, lastID, id string) *frame {
 	data, _ := json.Marshal(struct {
 		Reason      string `json:"reason"`
 		LastEventID string `json:"lastEventId"`
-	}{lostReason(err), lastID})
+	}{LostReason(err), lastID})
 	ev := Event{ID: id, Event: LostEventName, Data: data}
 	wire, encErr := ev.AppendTo(nil)
 	if encErr != nil { // a position a backend gave cannot hold CR or LF

@@ -159,7 +159,7 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 		var end error // why the stream ended
 		defer func() { b.remove(s, end) }()
 		if lost != nil && !w.isStarted() {
-			c.Header(HeaderEventsLost, lostReason(lost))
+			c.Header(HeaderEventsLost, LostReason(lost))
 		}
 		defer w.finish()
 		if end = w.open(); end != nil {
