@@ -130,6 +130,8 @@ type Broker struct {
 	start   time.Time
 
 	mu        sync.Mutex
+	toWake    [][]*cursor // parked cursors for the waker to wake
+	waking    bool        // the waker goroutine runs
 	logs      map[string]*topicLog
 	all       ring              // every frame kept, oldest first; nil once forgotten
 	allBase   uint64            // index of all's oldest over the broker's whole history

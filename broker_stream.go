@@ -30,10 +30,12 @@ const (
 
 // cursor is a stream's place in the log of one of its topics.
 type cursor struct {
-	log     *topicLog
-	next    uint64 // index in the log of the next frame to send
-	waiting bool   // parked in log.waiters
-	s       *stream
+	log    *topicLog
+	next   uint64 // index in the log of the next frame to send
+	parked bool   // in log.waiters at slot, if log.gen is still gen
+	gen    uint64
+	slot   int
+	s      *stream
 
 	// With a backend: the id of the topic's last event the stream passed
 	// (sent, or had already), and whether that id is ahead of the log.
@@ -557,10 +559,7 @@ func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
 	}
 	if len(dst) == 0 && s.closeErr == nil && !s.replaying() {
 		for i := range s.cursors {
-			if c := &s.cursors[i]; !c.waiting {
-				c.waiting = true
-				c.log.waiters = append(c.log.waiters, c)
-			}
+			s.cursors[i].park()
 		}
 	}
 	return dst, s.closeErr
@@ -726,9 +725,7 @@ func (b *Broker) removeLocked(s *stream) bool {
 	s.closeLocked(ErrSubscriptionClosed)
 	for i := range s.cursors {
 		c := &s.cursors[i]
-		if c.waiting {
-			c.log.unpark(c)
-		}
+		c.unpark()
 		c.log.subs--
 		b.freeIfUnused(c.log)
 	}
