@@ -6,7 +6,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +23,8 @@ import (
 //	                                 data padded to S bytes; 202 at once
 //	GET  /stats[?mem=1][&gc=1]       load.Stats as JSON (with the runtime's
 //	                                 memory figures when mem=1; gc=1 first
-//	                                 runs a GC and returns freed memory to
-//	                                 the OS, for the soak's after figure)
+//	                                 runs two GCs and returns freed memory
+//	                                 to the OS, for the figures after a run)
 type Server struct {
 	name       string
 	impl       Impl
@@ -30,6 +32,11 @@ type Server struct {
 	published  atomic.Int64
 	errors     atomic.Int64
 	publishing atomic.Bool
+
+	mu    sync.Mutex
+	p50us float64 // percentiles of the publish calls of the last paced
+	p99us float64 // Publish (rate > 0), once it ended
+	maxUs float64
 }
 
 // NewServer returns the server of impl, named name.
@@ -45,6 +52,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("gc") == "1" {
+		// Two collections: what sync.Pools hold (net/http's buffers of
+		// closed connections) survives the first.
+		runtime.GC()
 		debug.FreeOSMemory() // runs a GC first
 	}
 	st := load.Stats{
@@ -58,11 +68,14 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if r, ok := s.impl.(interface{ Retained() int }); ok {
 		st.Retained = int64(r.Retained())
 	}
+	s.mu.Lock()
+	st.PublishP50us, st.PublishP99us, st.PublishMaxUs = s.p50us, s.p99us, s.maxUs
+	s.mu.Unlock()
 	if r.URL.Query().Get("mem") == "1" {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		st.Goroutines = runtime.NumGoroutine()
-		st.HeapInuse, st.StackInuse, st.HeapObjects = m.HeapInuse, m.StackInuse, m.HeapObjects
+		st.HeapAlloc, st.HeapInuse, st.StackInuse, st.HeapObjects = m.HeapAlloc, m.HeapInuse, m.StackInuse, m.HeapObjects
 		st.Sys, st.HeapReleased, st.StackSys, st.MSpanSys = m.Sys, m.HeapReleased, m.StackSys, m.MSpanSys
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -115,6 +128,17 @@ type TopicPublisher interface {
 // rate.
 func (s *Server) Publish(n, rate, size, topics, burst int) {
 	buf := make([]byte, 0, 64+size)
+	var took []time.Duration // how long each publish call took, when paced
+	defer func() {
+		slices.Sort(took)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.p50us, s.p99us, s.maxUs = 0, 0, 0
+		if len(took) > 0 {
+			us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+			s.p50us, s.p99us, s.maxUs = us(took[len(took)/2]), us(took[min(len(took)-1, len(took)*99/100)]), us(took[len(took)-1])
+		}
+	}()
 	start := time.Now()
 	for i := range n {
 		ts := time.Now()
@@ -130,10 +154,17 @@ func (s *Server) Publish(n, rate, size, topics, burst int) {
 		}
 		buf = AppendPayload(buf[:0], i, ts.UnixNano(), size)
 		var err error
+		var t0 time.Time
+		if rate > 0 { // as fast as possible, the clock would slow the loop
+			t0 = time.Now()
+		}
 		if topics > 1 {
 			err = s.impl.(TopicPublisher).PublishTopic("t"+strconv.Itoa(i%topics), i, buf)
 		} else {
 			err = s.impl.Publish(i, buf)
+		}
+		if rate > 0 {
+			took = append(took, time.Since(t0))
 		}
 		if err != nil {
 			s.errors.Add(1)

@@ -123,6 +123,16 @@ type Result struct {
 	StackPerConn     float64 `json:"stack_per_conn,omitempty"`
 	ServerPublished  int64   `json:"server_published"`
 	ServerPublishErr int64   `json:"server_publish_errors"`
+	// How long the server's publish calls took, in microseconds.
+	PublishP50us float64 `json:"publish_p50_us,omitempty"`
+	PublishP99us float64 `json:"publish_p99_us,omitempty"`
+	PublishMaxUs float64 `json:"publish_max_us,omitempty"`
+	// With Idle: the server's goroutines and live heap before the streams
+	// opened and once they all closed (after a collection).
+	GoroutinesBase  int    `json:"goroutines_base,omitempty"`
+	GoroutinesAfter int    `json:"goroutines_after,omitempty"`
+	HeapBase        uint64 `json:"heap_base,omitempty"`
+	HeapAfter       uint64 `json:"heap_after,omitempty"`
 }
 
 // OK reports whether every stream got every event exactly once, in order.
@@ -142,8 +152,14 @@ type Stats struct {
 	// Retained is the memory of the history an implementation keeps for
 	// replay, in bytes, for those that report it.
 	Retained int64 `json:"retained,omitempty"`
+	// How long the publish calls of the last POST /publish took, in
+	// microseconds.
+	PublishP50us float64 `json:"publish_p50_us,omitempty"`
+	PublishP99us float64 `json:"publish_p99_us,omitempty"`
+	PublishMaxUs float64 `json:"publish_max_us,omitempty"`
 	// With ?mem=1: the Go runtime's view of memory.
 	Goroutines  int    `json:"goroutines,omitempty"`
+	HeapAlloc   uint64 `json:"heap_alloc,omitempty"` // live, after a GC
 	HeapInuse   uint64 `json:"heap_inuse,omitempty"`
 	StackInuse  uint64 `json:"stack_inuse,omitempty"`
 	HeapObjects uint64 `json:"heap_objects,omitempty"`
@@ -244,7 +260,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var mem0 Stats
 	if cfg.Idle {
 		res.RSSBaseKB, _ = ReadRSS(pid)
-		mem0, _ = GetStats(ctx, hc, cfg.URL+"/stats?mem=1")
+		mem0, _ = GetStats(ctx, hc, cfg.URL+"/stats?mem=1&gc=1")
+		res.GoroutinesBase, res.HeapBase = mem0.Goroutines, mem0.HeapAlloc
 	}
 
 	topics := max(cfg.Topics, 1)
@@ -376,6 +393,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if st, err := GetStats(ctx, hc, cfg.URL); err == nil {
 		res.ServerPublished, res.ServerPublishErr = st.Published, st.Errors
+		res.PublishP50us, res.PublishP99us, res.PublishMaxUs = st.PublishP50us, st.PublishP99us, st.PublishMaxUs
 	}
 	// A short grace period catches duplicates sent after the last event.
 	time.Sleep(50 * time.Millisecond)
@@ -384,6 +402,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	summarize(&res, streams)
+	if cfg.Idle { // what is left once every stream closed
+		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if st, err := GetStats(ctx, hc, cfg.URL); err != nil || st.Subscribers == 0 {
+				break
+			}
+		}
+		if st, err := GetStats(ctx, hc, cfg.URL+"/stats?mem=1&gc=1"); err == nil {
+			res.GoroutinesAfter, res.HeapAfter = st.Goroutines, st.HeapAlloc
+		}
+	}
 	return res, nil
 }
 
