@@ -96,6 +96,10 @@ type SubscriberInfo struct {
 	Topics      []string
 	ClientIP    string // empty for subscriptions made with Subscribe
 	LastEventID string
+	// User and UserInfo are what the identify function of [WithPresence]
+	// returned for the request; "" and nil for an anonymous subscriber.
+	User     string
+	UserInfo any
 }
 
 // Stats is a snapshot of a broker's counters.
@@ -147,6 +151,7 @@ type Broker struct {
 	closed    bool
 	drained   chan struct{} // closed when closed and no HTTP stream is left
 	janitor   *time.Timer   // drops old events while nothing is published
+	pres      presence      // with WithPresence; its own lock
 	janitorOn bool
 
 	published, delivered, lost atomic.Uint64
@@ -180,6 +185,7 @@ func NewBroker(opts ...BrokerOption) (*Broker, error) {
 		drained: make(chan struct{}),
 	}
 	b.position = b.epoch + "-0"
+	b.pres = presence{topics: map[string]*topicPresence{}, dirty: map[string]bool{}, last: map[string]string{}, written: map[string]bool{}}
 	b.janitor = time.AfterFunc(time.Hour, b.tick)
 	b.janitor.Stop()
 	if b.backend != nil {
@@ -513,6 +519,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-b.drained:
+		b.stopPresence(ctx)
 		if b.backend != nil {
 			return b.backend.Close()
 		}

@@ -393,7 +393,7 @@ func TestBrokerBackendUnknownIDWithInitialEvents(t *testing.T) {
 	lag.catchUp()
 	takeAll(keep)
 	initial := func([]string) ([]Event, error) { return []Event{{Data: "state"}}, nil }
-	s, lost, err := b.subscribe(context.Background(), []string{"t"}, "2", "", nil, initial)
+	s, lost, err := b.subscribe(context.Background(), SubscriberInfo{Topics: []string{"t"}, LastEventID: "2"}, nil, initial)
 	require.NoError(t, err)
 	defer b.remove(s, nil)
 	assert.ErrorIs(t, lost, ErrUnknownEventID)

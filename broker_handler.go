@@ -136,7 +136,11 @@ func (b *Broker) Handler(topics TopicsFunc, opts ...HandlerOption) gin.HandlerFu
 		if fn := hc.initialEvents; fn != nil {
 			initial = func(topics []string) ([]Event, error) { return fn(c, topics) }
 		}
-		s, lost, err := b.subscribe(ctx, ts, lastID, ip, w, initial)
+		info := SubscriberInfo{Topics: ts, ClientIP: ip, LastEventID: lastID}
+		if fn := b.cfg.identify; fn != nil {
+			info.User, info.UserInfo = fn(c)
+		}
+		s, lost, err := b.subscribe(ctx, info, w, initial)
 		if errors.Is(err, ErrReplayFailed) {
 			// An error status would end a browser's EventSource for good:
 			// answer with a stream that asks it to come back later with
@@ -262,7 +266,7 @@ type Subscription struct {
 // subscription ends when ctx is done, Close is called or the broker shuts
 // down; read it with Next or Events.
 func (b *Broker) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscription, error) {
-	s, lost, err := b.subscribe(ctx, topics, lastEventID, "", nil, nil)
+	s, lost, err := b.subscribe(ctx, SubscriberInfo{Topics: topics, LastEventID: lastEventID}, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func newTestBroker(t testing.TB, opts ...BrokerOption) *Broker {
 // of t.
 func sub(t testing.TB, b *Broker, topics []string, lastID string) (*stream, error) {
 	t.Helper()
-	s, lost, err := b.subscribe(context.Background(), topics, lastID, "", nil, nil)
+	s, lost, err := b.subscribe(context.Background(), SubscriberInfo{Topics: topics, LastEventID: lastID}, nil, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.remove(s, nil) })
 	return s, lost
@@ -253,7 +253,7 @@ func TestBrokerFreesTopics(t *testing.T) {
 	b := newTestBroker(t, WithRetention(1, 0)) // keeps the newest event only
 	var streams []*stream
 	for i := range 1000 {
-		s, _, err := b.subscribe(context.Background(), []string{"u" + strconv.Itoa(i)}, "", "", nil, nil)
+		s, _, err := b.subscribe(context.Background(), SubscriberInfo{Topics: []string{"u" + strconv.Itoa(i)}}, nil, nil)
 		require.NoError(t, err)
 		take, _ := s.take(nil) // parks it
 		require.Empty(t, take)
@@ -342,7 +342,7 @@ func BenchmarkBrokerReplay(b *testing.B) {
 	ids := publishN(b, br, "t", 1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, _, err := br.subscribe(context.Background(), []string{"t"}, ids[899], "", nil, nil)
+		s, _, err := br.subscribe(context.Background(), SubscriberInfo{Topics: []string{"t"}, LastEventID: ids[899]}, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -112,12 +112,14 @@ func (s *stream) closeLocked(err error) {
 //
 // lost is why the events missed since lastID could not be replayed (an
 // error wrapping ErrEventsLost), or nil.
-func (b *Broker) subscribe(ctx context.Context, topics []string, lastID, ip string, w *Writer, initial func([]string) ([]Event, error)) (s *stream, lost, err error) {
-	topics, err = b.checkTopics(topics, b.cfg.maxTopics)
+func (b *Broker) subscribe(ctx context.Context, info SubscriberInfo, w *Writer, initial func([]string) ([]Event, error)) (s *stream, lost, err error) {
+	topics, err := b.checkTopics(info.Topics, b.cfg.maxTopics)
 	if err != nil {
 		return nil, nil, err
 	}
-	s = &stream{b: b, info: SubscriberInfo{Topics: topics, ClientIP: ip, LastEventID: lastID}, lastID: lastID, w: w, wake: make(chan struct{}, 1)}
+	info.Topics = topics
+	lastID, ip := info.LastEventID, info.ClientIP
+	s = &stream{b: b, info: info, lastID: lastID, w: w, wake: make(chan struct{}, 1)}
 	if b.backend != nil {
 		slices.Sort(topics) // the order of the positions in the stream's ids
 		s.vec = len(topics) > 1

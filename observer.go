@@ -33,7 +33,7 @@ type Observer interface {
 	// [ErrMalformedEventID], [ErrOverrun] or [ErrDataLoss]).
 	Lost(reason error)
 	// BackendError reports a call to the backend that failed: op is
-	// "publish", "replay" or "watch".
+	// "publish", "replay", "watch" or "presence".
 	BackendError(op string, err error)
 	// BackendDelivered reports an event the backend delivered, lag after
 	// it was published (by the store's clock, as the event's
@@ -65,6 +65,7 @@ func (b *Broker) signalLost(reason error) {
 
 // joined runs the subscribe hooks of s.
 func (b *Broker) joined(s *stream) {
+	b.presenceChanged(s, 1)
 	if hook := b.cfg.onSubscribe; hook != nil {
 		hook(s.info)
 	}
@@ -75,6 +76,7 @@ func (b *Broker) joined(s *stream) {
 
 // left runs the unsubscribe hooks of s.
 func (b *Broker) left(s *stream, reason error) {
+	b.presenceChanged(s, -1)
 	if hook := b.cfg.onUnsubscribe; hook != nil {
 		hook(s.info)
 	}

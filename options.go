@@ -116,6 +116,9 @@ type brokerConfig struct {
 	onSubscribe    func(SubscriberInfo)
 	onUnsubscribe  func(SubscriberInfo)
 	observer       Observer
+	presence       bool
+	identify       func(*gin.Context) (string, any)
+	presenceEvent  string
 	shutdownEvent  *Event
 }
 

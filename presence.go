@@ -1,0 +1,309 @@
+package sse
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Presence is who is subscribed to a topic: on every instance when the
+// broker's backend shares presence ([PresenceBackend], as the Redis one
+// does), else on this one.
+type Presence struct {
+	// Subscribers counts the streams on the topic, anonymous ones
+	// included.
+	Subscribers int `json:"subscribers"`
+	// Users are the identified users (see [WithPresence]), each once
+	// however many streams (tabs, devices, instances) they have, sorted
+	// by ID.
+	Users []PresentUser `json:"users"`
+}
+
+// PresentUser is one user present on a topic.
+type PresentUser struct {
+	ID string `json:"id"`
+	// Info is what the identify function of [WithPresence] returned for
+	// one of the user's streams, as JSON.
+	Info    json.RawMessage `json:"info,omitempty"`
+	Streams int             `json:"streams"`
+}
+
+// PresenceBackend is implemented by backends that share presence between
+// the instances of an application.
+type PresenceBackend interface {
+	// SetPresence stores this instance's presence on topic, replacing
+	// what it stored before, for ttl: an instance that stops refreshing
+	// it (a crash) drops out after ttl. A presence without subscribers
+	// removes this instance's entry.
+	SetPresence(ctx context.Context, topic string, p Presence, ttl time.Duration) error
+	// Presence returns the presence on topic over every instance whose
+	// entry has not expired, merged.
+	Presence(ctx context.Context, topic string) (Presence, error)
+}
+
+// DefaultPresenceTTL is how long an instance's presence lasts in a shared
+// backend without a refresh; instances refresh it every third of it.
+const DefaultPresenceTTL = 15 * time.Second
+
+// presence is the broker's record of who is subscribed where, on this
+// instance, and what it still has to tell the backend and the topics.
+type presence struct {
+	mu       sync.Mutex
+	topics   map[string]*topicPresence
+	dirty    map[string]bool   // changed since last written and announced
+	last     map[string]string // the presence announced last on each topic, as JSON
+	written  map[string]bool   // topics with an entry of this instance in the backend
+	flushing bool
+	timer    *time.Timer // refreshes the backend's entries
+	stopped  bool
+}
+
+type topicPresence struct {
+	streams int
+	users   map[string]*PresentUser
+}
+
+// WithPresence makes the broker keep who is subscribed to each topic, for
+// [Broker.Presence]: the number of streams and, when identify is not nil,
+// the users it returns for each request (a user id, "" for an anonymous
+// stream, and info to show, say a name; it must encode as JSON). A user
+// with several streams (tabs, devices) counts once. Go subscriptions are
+// anonymous.
+//
+// With a backend that shares presence (the Redis one), each instance
+// stores its own entries there, refreshed every third of
+// [DefaultPresenceTTL]: a crashed instance's users vanish within that
+// time, and a join or leave anywhere shows everywhere within a round trip.
+func WithPresence(identify func(c *gin.Context) (user string, info any)) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) {
+		c.presence = true
+		c.identify = identify
+	})
+}
+
+// WithPresenceEvents makes the broker publish the presence of a topic, as
+// an event named name whose data is the [Presence] as JSON, on the topic
+// itself whenever it changes: a join, a leave, or (with a shared backend)
+// an instance's entries expiring. It implies [WithPresence] (without
+// identify, unless given it too).
+func WithPresenceEvents(name string) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) {
+		c.presence = true
+		c.presenceEvent = name
+	})
+}
+
+// Presence returns the presence on topic (see [WithPresence]; without it,
+// the streams of this instance only, and no users). With a backend that
+// shares presence, ctx bounds the call to it, and its error is returned.
+func (b *Broker) Presence(ctx context.Context, topic string) (Presence, error) {
+	if pb, ok := b.backend.(PresenceBackend); ok && b.cfg.presence {
+		p, err := pb.Presence(ctx, topic)
+		if err != nil {
+			b.backendFailed("presence", err)
+		}
+		return p, err
+	}
+	if !b.cfg.presence {
+		return Presence{Subscribers: b.Subscribers(topic), Users: []PresentUser{}}, nil
+	}
+	return b.pres.local(topic), nil
+}
+
+// local returns this instance's presence on topic.
+func (p *presence) local(topic string) Presence {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := Presence{Users: []PresentUser{}}
+	tp := p.topics[topic]
+	if tp == nil {
+		return out
+	}
+	out.Subscribers = tp.streams
+	for _, u := range tp.users {
+		out.Users = append(out.Users, *u)
+	}
+	slices.SortFunc(out.Users, func(a, b PresentUser) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// presenceChanged records s joining (+1) or leaving (-1) its topics.
+func (b *Broker) presenceChanged(s *stream, delta int) {
+	if !b.cfg.presence {
+		return
+	}
+	var info json.RawMessage
+	if s.info.User != "" && s.info.UserInfo != nil && delta > 0 {
+		info, _ = json.Marshal(s.info.UserInfo)
+	}
+	p := &b.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range s.info.Topics {
+		tp := p.topics[t]
+		if tp == nil {
+			tp = &topicPresence{users: map[string]*PresentUser{}}
+			p.topics[t] = tp
+		}
+		tp.streams += delta
+		if u := s.info.User; u != "" {
+			pu := tp.users[u]
+			if pu == nil {
+				pu = &PresentUser{ID: u, Info: info}
+				tp.users[u] = pu
+			}
+			if pu.Streams += delta; pu.Streams <= 0 {
+				delete(tp.users, u)
+			}
+		}
+		if tp.streams <= 0 {
+			delete(p.topics, t)
+		}
+		p.dirty[t] = true
+	}
+	b.flushLocked()
+}
+
+// flushLocked starts the goroutine that writes and announces the dirty
+// topics, unless it runs. p.mu is held.
+func (b *Broker) flushLocked() {
+	p := &b.pres
+	if p.flushing || p.stopped || len(p.dirty) == 0 {
+		return
+	}
+	_, shared := b.backend.(PresenceBackend)
+	if !shared && b.cfg.presenceEvent == "" {
+		clear(p.dirty) // nothing to write nor to announce
+		return
+	}
+	p.flushing = true
+	go b.flushPresence()
+}
+
+// flushPresence writes this instance's presence on each dirty topic to the
+// backend and announces the topics' new presence, until none is dirty; it
+// coalesces a burst of joins into few writes.
+func (b *Broker) flushPresence() {
+	p := &b.pres
+	for {
+		p.mu.Lock()
+		if len(p.dirty) == 0 || p.stopped {
+			p.flushing = false
+			p.mu.Unlock()
+			return
+		}
+		topics := make([]string, 0, len(p.dirty))
+		for t := range p.dirty {
+			topics = append(topics, t)
+		}
+		clear(p.dirty)
+		p.mu.Unlock()
+		b.syncPresence(topics, true)
+	}
+}
+
+// syncPresence writes this instance's presence on topics to a shared
+// backend and, with WithPresenceEvents, publishes each topic's presence if
+// it changed since this instance last did (always, when force).
+func (b *Broker) syncPresence(topics []string, force bool) {
+	pb, shared := b.backend.(PresenceBackend)
+	for _, t := range topics {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultPresenceTTL/3)
+		if shared {
+			local := b.pres.local(t)
+			if err := pb.SetPresence(ctx, t, local, DefaultPresenceTTL); err != nil {
+				b.backendFailed("presence", err)
+			} else {
+				b.pres.mu.Lock()
+				b.pres.written[t] = local.Subscribers > 0
+				if local.Subscribers == 0 {
+					delete(b.pres.written, t)
+				}
+				b.pres.mu.Unlock()
+			}
+		}
+		if name := b.cfg.presenceEvent; name != "" {
+			if cur, err := b.Presence(ctx, t); err == nil {
+				data, _ := json.Marshal(cur)
+				p := &b.pres
+				p.mu.Lock()
+				changed := p.last[t] != string(data)
+				if cur.Subscribers == 0 {
+					delete(p.last, t)
+				} else {
+					p.last[t] = string(data)
+				}
+				p.mu.Unlock()
+				if changed || force {
+					_, _ = b.Publish(ctx, t, Event{Event: name, Data: json.RawMessage(data)})
+				}
+			}
+		}
+		cancel()
+	}
+	b.armPresenceRefresh()
+}
+
+// armPresenceRefresh has the backend's entries of this instance refreshed
+// in a third of their time to live, while it has any.
+func (b *Broker) armPresenceRefresh() {
+	if _, shared := b.backend.(PresenceBackend); !shared {
+		return
+	}
+	p := &b.pres
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || (len(p.topics) == 0 && len(p.last) == 0) {
+		return
+	}
+	if p.timer == nil {
+		p.timer = time.AfterFunc(DefaultPresenceTTL/3, b.refreshPresence)
+	} else {
+		p.timer.Reset(DefaultPresenceTTL / 3)
+	}
+}
+
+// refreshPresence writes again this instance's entries, and announces the
+// topics whose presence changed elsewhere (an instance's entries expired).
+func (b *Broker) refreshPresence() {
+	p := &b.pres
+	p.mu.Lock()
+	topics := make([]string, 0, len(p.topics)+len(p.last))
+	for t := range p.topics {
+		topics = append(topics, t)
+	}
+	for t := range p.last {
+		if p.topics[t] == nil {
+			topics = append(topics, t)
+		}
+	}
+	p.mu.Unlock()
+	b.syncPresence(topics, false)
+}
+
+// stopPresence ends the refreshes, at shutdown, once every stream left,
+// and takes this instance's entries out of the backend (they would expire
+// anyway).
+func (b *Broker) stopPresence(ctx context.Context) {
+	p := &b.pres
+	p.mu.Lock()
+	p.stopped = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	written := make([]string, 0, len(p.written))
+	for t := range p.written {
+		written = append(written, t)
+	}
+	p.mu.Unlock()
+	if pb, ok := b.backend.(PresenceBackend); ok {
+		for _, t := range written {
+			_ = pb.SetPresence(ctx, t, Presence{}, DefaultPresenceTTL)
+		}
+	}
+}
