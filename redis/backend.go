@@ -164,7 +164,7 @@ func New(client redis.UniversalClient, opts ...Option) *Backend {
 	if cfg.onError == nil {
 		cfg.onError = func(err error) { slog.Warn("sseredis", "err", err) }
 	}
-	b := &Backend{client: client, cfg: cfg, topics: make(map[string]*topicState), shards: make(map[string]*shard)}
+	b := &Backend{instance: newInstanceID(), client: client, cfg: cfg, topics: make(map[string]*topicState), shards: make(map[string]*shard)}
 	b.cluster, _ = client.(*redis.ClusterClient)
 	b.ring, _ = client.(*redis.Ring)
 	return b

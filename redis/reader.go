@@ -22,10 +22,11 @@ import (
 // [redis.ClusterClient], one per shard with a [redis.Ring], each with a
 // goroutine of its own.
 type Backend struct {
-	client  redis.UniversalClient
-	cluster *redis.ClusterClient // client, when it is one
-	ring    *redis.Ring          // client, when it is one
-	cfg     config
+	instance string // names its presence entries
+	client   redis.UniversalClient
+	cluster  *redis.ClusterClient // client, when it is one
+	ring     *redis.Ring          // client, when it is one
+	cfg      config
 
 	mu      sync.Mutex
 	started bool
