@@ -88,11 +88,16 @@ func build(t testing.TB, name string) string {
 	defer buildMu.Unlock()
 	err, done := built[name]
 	if !done {
-		args := []string{"build", "-C", repoRoot(t), "-o", bin}
+		// An example that is a module of its own builds in its folder.
+		dir, pkg := repoRoot(t), "./_example/"+name
+		if _, err := os.Stat(filepath.Join(dir, "_example", name, "go.mod")); err == nil {
+			dir, pkg = filepath.Join(dir, "_example", name), "."
+		}
+		args := []string{"build", "-C", dir, "-o", bin}
 		if raceEnabled {
 			args = append(args, "-race")
 		}
-		args = append(args, "./_example/"+name)
+		args = append(args, pkg)
 		out, buildErr := exec.Command("go", args...).CombinedOutput()
 		if buildErr != nil {
 			err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), buildErr, out)

@@ -1,30 +1,39 @@
-// Command live-users shows how many people have the page open right now.
-// The number is the broker's real subscriber count, pushed to every page
-// whenever someone arrives or leaves.
+// Command live-users shows how many people have the page open right now,
+// on every instance of the app: the broker's presence (WithPresence),
+// pushed to every page as a "presence" event whenever someone arrives or
+// leaves (WithPresenceEvents).
 //
-//	go run ./_example/live-users
+//	go run .                           # from this folder: one instance
 //
 // then open http://localhost:1337 in two tabs, or watch the raw stream with
 //
 //	curl -N localhost:1337/live-users
+//
+// With -redis, instances that share a Redis count together: open a tab on
+// each, and both show 2.
+//
+//	go run . -addr localhost:1337 -redis localhost:6379 &
+//	go run . -addr localhost:1338 -redis localhost:6379 &
+//
+// It is a module of its own, since it uses the Redis backend's module.
 package main
 
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"flag"
 	"log"
 	"net"
 	"net/http"
 	"os/signal"
-	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gin-sse/sse"
+	sseredis "github.com/gin-sse/sse/redis"
 )
 
 //go:embed index.html
@@ -33,34 +42,13 @@ var page []byte
 // topic is the broker topic every page subscribes to.
 const topic = "live-users"
 
-// counter publishes the number of subscribers whenever it changes.
-type counter struct {
-	b  *sse.Broker
-	mu sync.Mutex // orders the reads and publishes of concurrent hooks
-}
-
-// event is the current count as a default "message" event whose data is
-// the number itself.
-func (c *counter) event() sse.Event {
-	return sse.Event{Data: strconv.Itoa(c.b.Subscribers(topic))}
-}
-
-// publish sends the current count. The hooks of a join and a leave can run
-// at the same time; reading and publishing under one lock makes the last
-// event out carry the latest count.
-func (c *counter) publish(sse.SubscriberInfo) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.b.Publish(context.Background(), topic, c.event()); err != nil && !errors.Is(err, sse.ErrBrokerClosed) {
-		log.Printf("publish: %v", err)
-	}
-}
-
 func main() {
 	addr := flag.String("addr", "localhost:1337", "listen address")
 	retry := flag.Duration("retry", time.Second, "how long browsers wait before reconnecting (sent as retry:)")
 	heartbeat := flag.Duration("heartbeat", sse.DefaultHeartbeat, "interval of keep-alive comments on idle streams (0: none)")
 	debug := flag.Bool("debug", false, "gin debug mode and request logging")
+	redisAddr := flag.String("redis", "", "a Redis (host:port) to count together with the other instances that share it")
+	prefix := flag.String("prefix", "live-users:", "with -redis, the key prefix the instances share")
 	flag.Parse()
 	if !*debug {
 		gin.SetMode(gin.ReleaseMode)
@@ -69,19 +57,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	c := &counter{}
-	b, err := sse.NewBroker(
+	opts := []sse.BrokerOption{
 		sse.WithTopics(topic),
 		// A reconnect only needs the latest count.
 		sse.WithTopicPolicy(func(string) sse.TopicPolicy { return sse.TopicPolicy{LatestOnly: true} }),
-		// Everyone hears about every arrival and departure...
-		sse.WithOnSubscribe(c.publish),
-		sse.WithOnUnsubscribe(c.publish),
-	)
+		// Every page hears of every arrival and departure, on any
+		// instance, its own included.
+		sse.WithPresenceEvents("presence"),
+	}
+	if *redisAddr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: *redisAddr})
+		defer func() { _ = rdb.Close() }()
+		opts = append(opts, sse.WithBackend(sseredis.New(rdb, sseredis.WithPrefix(*prefix))))
+	}
+	b, err := sse.NewBroker(opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
-	c.b = b
 
 	r := gin.New()
 	r.Use(gin.Recovery())
@@ -90,14 +82,7 @@ func main() {
 	}
 	_ = r.SetTrustedProxies(nil)
 	r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
-	r.GET("/live-users", b.Handler(sse.Topics(topic),
-		sse.WithRetry(*retry),
-		sse.WithHeartbeat(*heartbeat),
-		// ...and a new page starts with the current count (itself included).
-		sse.WithInitialEvents(func(*gin.Context, []string) ([]sse.Event, error) {
-			return []sse.Event{c.event()}, nil
-		}),
-	))
+	r.GET("/live-users", b.Handler(sse.Topics(topic), sse.WithRetry(*retry), sse.WithHeartbeat(*heartbeat)))
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
