@@ -20,7 +20,7 @@ func chart(rows []row) []byte {
 		}
 	}
 	colors := []string{"#1f77b4", "#7f7f7f", "#ff7f0e", "#2ca02c"}
-	const w, h, top, panelH = 780, 330, 60, 220
+	const w, h, top, panelH = 780, 345, 60, 220
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	b.WriteString(`<rect width="100%" height="100%" fill="#ffffff"/>` + "\n")
