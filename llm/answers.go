@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -17,6 +18,9 @@ import (
 // mid-answer, or a second tab, resumes it from where it was (or from its
 // start) and gets every delta exactly once, on one server or, with a
 // distributed backend such as Redis, on any of many.
+//
+// With sse.WithPresenceEvents, leave the answers' topics out of those that
+// get presence events: their streams are in the dialect's format.
 //
 // How long an answer can be resumed is the broker's retention of its
 // topic (by default 64 MiB and 5 minutes over all topics; see
@@ -58,12 +62,13 @@ func (a *Answers) stopTopic(id string) string { return a.prefix + "-stop:" + id 
 // a random one per question) in a goroutine of its own, detached from ctx
 // except for its values, and returns at once. The generation ends when gen
 // returns, when [Answers.Stop] is called for id on any server sharing the
-// broker's backend, or when the broker shuts down. Start returns
+// broker's backend, or when the broker shuts down (its context's cause is
+// then [ErrStopped] or [ErrShutdown]). Start returns
 // [ErrAnswerExists] while an answer with this id is running on this
 // server, and [ErrInvalidID] for an id that cannot be part of a topic.
 func (a *Answers) Start(ctx context.Context, id string, gen Generator) (Answer, error) {
-	if id == "" || len(id) > 128 {
-		return Answer{}, fmt.Errorf("%w: %q (1 to 128 bytes)", ErrInvalidID, id)
+	if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Answer{}, fmt.Errorf("%w: %q (1 to 128 bytes, no control characters)", ErrInvalidID, id)
 	}
 	cfg := newConfig(a.opts)
 	cfg.detach = true
@@ -102,11 +107,16 @@ func (a *Answers) Start(ctx context.Context, id string, gen Generator) (Answer, 
 	started = true
 	go func() {
 		for {
-			_, err := stopSub.Next()
-			if err != nil {
-				return // the answer ended (gctx), or the broker shut down
+			ev, err := stopSub.Next()
+			switch {
+			case errors.Is(err, sse.ErrBrokerClosed):
+				cancel(ErrShutdown)
+				return
+			case err != nil:
+				return // the answer ended (gctx)
+			case ev.Event == stopEvent:
+				cancel(ErrStopped)
 			}
-			cancel(ErrStopped)
 		}
 	}()
 	s := &topicSink{b: a.b, ctx: gctx, topic: a.Topic(id)}
@@ -138,9 +148,12 @@ func (a *Answers) Stop(ctx context.Context, id string) error {
 		cancel(ErrStopped)
 		return nil
 	}
-	_, err := a.b.Publish(ctx, a.stopTopic(id), sse.Event{Data: "stop"})
+	_, err := a.b.Publish(ctx, a.stopTopic(id), sse.Event{Event: stopEvent, Data: id})
 	return err
 }
+
+// stopEvent names the event that stops an answer on its stop topic.
+const stopEvent = "stop"
 
 // Handler streams the answer whose id is the route parameter param, as
 // broker.Handler does for its topic: a reconnecting client resumes with

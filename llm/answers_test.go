@@ -175,3 +175,41 @@ func TestAnswersInvalidID(t *testing.T) {
 	_, err = answers.Start(context.Background(), strings.Repeat("x", 200), paced(1, nil))
 	assert.ErrorIs(t, err, llm.ErrInvalidID)
 }
+
+// Only a stop event stops an answer: other events on its stop topic do
+// not.
+func TestAnswersStopOnlyOnStop(t *testing.T) {
+	b, err := sse.NewBroker()
+	require.NoError(t, err)
+	defer b.Shutdown(context.Background())
+	finished := make(chan llm.Result, 1)
+	answers := llm.NewAnswers(b, llm.OpenAIChat, llm.WithOnFinish(func(r llm.Result) { finished <- r }))
+	step := make(chan struct{})
+	_, err = answers.Start(context.Background(), "q4", paced(2, step))
+	require.NoError(t, err)
+	_, err = b.Publish(context.Background(), "answer-stop:q4", sse.Event{Event: "presence", Data: "{}"})
+	require.NoError(t, err)
+	step <- struct{}{}
+	step <- struct{}{}
+	res := <-finished
+	assert.NoError(t, res.Err)
+	assert.Equal(t, "t0 t1 ", res.Text)
+}
+
+// A broker that shuts down ends its answers' generators, with the cause
+// ErrShutdown.
+func TestAnswersEndAtShutdown(t *testing.T) {
+	b, err := sse.NewBroker()
+	require.NoError(t, err)
+	finished := make(chan llm.Result, 1)
+	answers := llm.NewAnswers(b, llm.Anthropic, llm.WithOnFinish(func(r llm.Result) { finished <- r }))
+	_, err = answers.Start(context.Background(), "q5", paced(1000, make(chan struct{})))
+	require.NoError(t, err)
+	require.NoError(t, b.Shutdown(context.Background()))
+	select {
+	case res := <-finished:
+		assert.ErrorIs(t, res.Err, llm.ErrShutdown)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the generator did not end at shutdown")
+	}
+}

@@ -147,9 +147,6 @@ type Result struct {
 	// left does not make it fail: with the detach policy the answer runs
 	// on, and with the cancel policy the generator sees its context done.
 	Err error
-	// Delivered reports whether the client got the whole answer, its
-	// terminal marker included.
-	Delivered bool
 }
 
 // newID returns prefix followed by 24 random hex digits.

@@ -124,6 +124,16 @@ func (o *Output) delta(k kind, s string) error {
 	if s == "" {
 		return nil
 	}
+	if k == argsKind && o.tool == "" {
+		return ErrNoToolCall
+	}
+	if o.pending != k {
+		// What waits goes first, the open tool call's arguments too.
+		if err := o.flushLocked(); err != nil {
+			return err
+		}
+		o.pending = k
+	}
 	switch k {
 	case textKind:
 		o.res.Text += s
@@ -132,16 +142,7 @@ func (o *Output) delta(k kind, s string) error {
 		o.res.Reasoning += s
 		o.tool = ""
 	case argsKind:
-		if o.tool == "" {
-			return ErrNoToolCall
-		}
 		o.res.ToolCalls[len(o.res.ToolCalls)-1].Arguments += s
-	}
-	if o.pending != k {
-		if err := o.flushLocked(); err != nil {
-			return err
-		}
-		o.pending = k
 	}
 	o.buf = append(o.buf, s...)
 	if o.cfg.delay == 0 || (o.cfg.size > 0 && len(o.buf) >= o.cfg.size) {
@@ -223,7 +224,14 @@ func (o *Output) end(ctx context.Context, err error) error {
 		o.timer.Stop()
 	}
 	o.ended = true
-	if err == nil || errors.Is(err, ErrStopped) {
+	var last []sse.Event
+	switch {
+	case o.err != nil:
+		// Events went missing (a publish failed): the answer must not
+		// end as if whole. One try to say so; for a client that left, it
+		// goes nowhere.
+		last = o.enc.fail(&Error{Code: "unavailable", Message: "Part of the answer could not be delivered."})
+	case err == nil || errors.Is(err, ErrStopped):
 		reason := o.reason
 		if reason == "" {
 			reason = Stop
@@ -232,9 +240,17 @@ func (o *Output) end(ctx context.Context, err error) error {
 			}
 		}
 		o.res.FinishReason = reason
-		_ = o.emitLocked(o.enc.finish(reason, o.res.Usage))
+		last = o.enc.finish(reason, o.res.Usage)
+	default:
+		last = o.enc.fail(clientError(err))
+	}
+	if o.err != nil {
+		_ = o.sink.emit(last)
+		if err == nil && !errors.Is(o.err, sse.ErrClientGone) {
+			err = o.err // the answer is whole, but did not get through
+		}
 	} else {
-		_ = o.emitLocked(o.enc.fail(clientError(err)))
+		_ = o.emitLocked(last)
 	}
 	o.res.Err = err
 	res := o.res

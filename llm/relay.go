@@ -21,8 +21,9 @@ import (
 // "retry:" fields are the provider's own business and are not passed on;
 // heartbeats are this server's (see sse.WithHeartbeat).
 //
-// resp's body is closed when Relay returns, and as soon as the client
-// leaves, which ends the upstream request. A status other than 2xx
+// resp's body is closed when Relay returns, and as soon as the stream ends
+// (the client leaves, a write fails, the server shuts down), which ends
+// the upstream request. A status other than 2xx
 // returns an error wrapping [ErrUpstream] and writes nothing, so that on a
 // POST route (whose headers sse.Middleware holds back until the first
 // write) the handler can still answer with a status. Relay returns nil when the
@@ -35,11 +36,13 @@ func Relay(c *gin.Context, resp *http.Response) error {
 	if err := upstreamStatus(resp); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(c.Request.Context(), func() { resp.Body.Close() })
-	defer stop()
-	dec := sse.NewDecoder(resp.Body)
+	ch := make(chan sse.Event)
+	stop, read := make(chan struct{}), make(chan struct{})
 	var readErr error
-	events := func(yield func(sse.Event) bool) {
+	go func() {
+		defer close(read)
+		defer close(ch)
+		dec := sse.NewDecoder(resp.Body)
 		id := ""
 		for {
 			ev, err := dec.Decode()
@@ -52,15 +55,29 @@ func Relay(c *gin.Context, resp *http.Response) error {
 				id = ev.ID
 				out.ID, out.ResetID = id, id == ""
 			}
-			if !yield(out) {
+			select {
+			case ch <- out:
+			case <-stop:
 				return
 			}
 		}
+	}()
+	err := sse.Stream(c, ch)
+	upstreamDone := false
+	select {
+	case <-read:
+		upstreamDone = true
+	default:
 	}
-	if err := sse.StreamSeq(c, events); err != nil {
+	close(stop)
+	resp.Body.Close() // ends a read under way: the stream ended first
+	<-read
+	switch {
+	case err != nil:
 		return err
-	}
-	if readErr != nil && !errors.Is(readErr, io.EOF) {
+	case !upstreamDone:
+		return nil // the server shuts down
+	case readErr != nil && !errors.Is(readErr, io.EOF):
 		return fmt.Errorf("%w: %w", ErrUpstream, readErr)
 	}
 	return nil
@@ -92,13 +109,13 @@ func RelayAs(c *gin.Context, resp *http.Response, from, to Dialect, opts ...Opti
 		resp.Body.Close()
 		return err
 	}
-	if !cfg.detach {
-		defer resp.Body.Close()
-		stop := context.AfterFunc(c.Request.Context(), func() { resp.Body.Close() })
-		defer stop()
-	}
 	return stream(c, cfg, enc, func(ctx context.Context, out *Output) error {
 		defer resp.Body.Close()
+		// The generator's context ends when the stream does (the client
+		// left, a write failed, a shutdown), unless detached: a read
+		// under way ends then too.
+		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
+		defer stop()
 		return parse(resp.Body, p, out)
 	})
 }

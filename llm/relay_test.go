@@ -231,3 +231,42 @@ func TestRelayAsPassesUpstreamErrors(t *testing.T) {
 		})
 	}
 }
+
+// Tool-call arguments still waiting to be merged when text follows keep
+// their call, in every dialect.
+func TestToolArgsThenTextKeepTheirCall(t *testing.T) {
+	gen := func(ctx context.Context, out *llm.Output) error {
+		for _, step := range []func() error{
+			func() error { return out.ToolCall("call_1", "first") },
+			func() error { return out.ToolArgs(`{"a":1}`) },
+			func() error { return out.ToolCall("call_2", "second") },
+			func() error { return out.ToolArgs(`{"b":2}`) },
+			func() error { return out.Text("after") },
+		} {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range []llm.Dialect{llm.OpenAIChat, llm.OpenAIResponses, llm.Anthropic, llm.VercelUI} {
+		t.Run(d.String(), func(t *testing.T) {
+			up := gin.New()
+			up.POST("/chat", sse.Middleware(), func(c *gin.Context) { _ = llm.Stream(c, d, gen) }) // default coalescing
+			upSrv := httptest.NewServer(up)
+			defer upSrv.Close()
+			finished := make(chan llm.Result, 1)
+			r := gin.New()
+			r.GET("/relay", sse.Middleware(), func(c *gin.Context) {
+				resp, err := http.Post(upSrv.URL+"/chat", "application/json", strings.NewReader("{}"))
+				require.NoError(t, err)
+				require.NoError(t, llm.RelayAs(c, resp, d, d, llm.WithOnFinish(func(r llm.Result) { finished <- r })))
+			})
+			_, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/relay", nil))
+			require.NoError(t, err)
+			got := <-finished
+			assert.Equal(t, []llm.ToolCall{{ID: "call_1", Name: "first", Arguments: `{"a":1}`}, {ID: "call_2", Name: "second", Arguments: `{"b":2}`}}, got.ToolCalls)
+			assert.Equal(t, "after", got.Text)
+		})
+	}
+}

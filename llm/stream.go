@@ -69,6 +69,14 @@ func stream(c *gin.Context, cfg *config, enc encoder, gen Generator) error {
 	select {
 	case <-finished:
 		if err == nil {
+			// Stream may have ended on a shutdown just as the answer
+			// did: what it had not sent yet goes now (nothing, when it
+			// ended with the channel).
+			for ev := range s.ch {
+				if sse.Send(c, ev) != nil {
+					break
+				}
+			}
 			return genErr
 		}
 	default:
