@@ -310,7 +310,8 @@ func (s *Subscription) Next() (ReceivedEvent, error) {
 		select {
 		case <-s.s.wake:
 		case <-s.ctx.Done():
-			s.Close()
+			s.stop()
+			s.s.b.remove(s.s, context.Cause(s.ctx))
 			return ReceivedEvent{}, s.ctx.Err()
 		}
 	}

@@ -119,6 +119,7 @@ type brokerConfig struct {
 	presence       bool
 	identify       func(*gin.Context) (string, any)
 	presenceEvent  string
+	presenceTopics func(string) bool
 	shutdownEvent  *Event
 }
 

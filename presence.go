@@ -55,11 +55,13 @@ const DefaultPresenceTTL = 15 * time.Second
 type presence struct {
 	mu       sync.Mutex
 	topics   map[string]*topicPresence
-	dirty    map[string]bool   // changed since last written and announced
+	dirty    map[string]bool   // to write and announce: true after a change here, false for a refresh
 	last     map[string]string // the presence announced last on each topic, as JSON
 	written  map[string]bool   // topics with an entry of this instance in the backend
 	flushing bool
-	timer    *time.Timer // refreshes the backend's entries
+	flushed  chan struct{} // closed when the flusher under way ends
+	timer    *time.Timer   // refreshes the backend's entries
+	armed    bool
 	stopped  bool
 }
 
@@ -69,11 +71,11 @@ type topicPresence struct {
 }
 
 // WithPresence makes the broker keep who is subscribed to each topic, for
-// [Broker.Presence]: the number of streams and, when identify is not nil,
-// the users it returns for each request (a user id, "" for an anonymous
-// stream, and info to show, say a name; it must encode as JSON). A user
-// with several streams (tabs, devices) counts once. Go subscriptions are
-// anonymous.
+// [Broker.Presence]: the number of streams of [Broker.Handler] and, when
+// identify is not nil, the users it returns for each request (a user id,
+// "" for an anonymous stream, and info to show, say a name; it must encode
+// as JSON). A user with several streams (tabs, devices) counts once. Go
+// subscriptions ([Broker.Subscribe]) are not clients: they do not count.
 //
 // With a backend that shares presence (the Redis one), each instance
 // stores its own entries there, refreshed every third of
@@ -89,12 +91,15 @@ func WithPresence(identify func(c *gin.Context) (user string, info any)) BrokerO
 // WithPresenceEvents makes the broker publish the presence of a topic, as
 // an event named name whose data is the [Presence] as JSON, on the topic
 // itself whenever it changes: a join, a leave, or (with a shared backend)
-// an instance's entries expiring. It implies [WithPresence] (without
-// identify, unless given it too).
-func WithPresenceEvents(name string) BrokerOption {
+// an instance's entries expiring. topics chooses the topics that get them
+// (nil: every topic); leave out those whose streams have a format of
+// their own, such as the answers of package llm. It implies [WithPresence]
+// (without identify, unless given it too).
+func WithPresenceEvents(name string, topics func(topic string) bool) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) {
 		c.presence = true
 		c.presenceEvent = name
+		c.presenceTopics = topics
 	})
 }
 
@@ -134,7 +139,7 @@ func (p *presence) local(topic string) Presence {
 
 // presenceChanged records s joining (+1) or leaving (-1) its topics.
 func (b *Broker) presenceChanged(s *stream, delta int) {
-	if !b.cfg.presence {
+	if !b.cfg.presence || s.w == nil { // a Go subscription
 		return
 	}
 	var info json.RawMessage
@@ -169,6 +174,11 @@ func (b *Broker) presenceChanged(s *stream, delta int) {
 	b.flushLocked()
 }
 
+// announces reports whether topic gets presence events.
+func (b *Broker) announces(topic string) bool {
+	return b.cfg.presenceEvent != "" && (b.cfg.presenceTopics == nil || b.cfg.presenceTopics(topic))
+}
+
 // flushLocked starts the goroutine that writes and announces the dirty
 // topics, unless it runs. p.mu is held.
 func (b *Broker) flushLocked() {
@@ -182,37 +192,42 @@ func (b *Broker) flushLocked() {
 		return
 	}
 	p.flushing = true
-	go b.flushPresence()
+	p.flushed = make(chan struct{})
+	go b.flushPresence(p.flushed)
 }
 
 // flushPresence writes this instance's presence on each dirty topic to the
 // backend and announces the topics' new presence, until none is dirty; it
-// coalesces a burst of joins into few writes.
-func (b *Broker) flushPresence() {
+// coalesces a burst of joins into few writes. It is the only writer, so
+// writes of one topic never cross. It closes done when it ends.
+func (b *Broker) flushPresence(done chan struct{}) {
+	defer close(done)
 	p := &b.pres
 	for {
 		p.mu.Lock()
 		if len(p.dirty) == 0 || p.stopped {
 			p.flushing = false
 			p.mu.Unlock()
+			b.armPresenceRefresh()
 			return
 		}
-		topics := make([]string, 0, len(p.dirty))
-		for t := range p.dirty {
-			topics = append(topics, t)
+		topics := make(map[string]bool, len(p.dirty))
+		for t, force := range p.dirty {
+			topics[t] = force
 		}
 		clear(p.dirty)
 		p.mu.Unlock()
-		b.syncPresence(topics, true)
+		b.syncPresence(topics)
 	}
 }
 
 // syncPresence writes this instance's presence on topics to a shared
 // backend and, with WithPresenceEvents, publishes each topic's presence if
-// it changed since this instance last did (always, when force).
-func (b *Broker) syncPresence(topics []string, force bool) {
+// it changed since this instance last did, or always when its value in
+// topics is true (a change here: the joining stream gets it too).
+func (b *Broker) syncPresence(topics map[string]bool) {
 	pb, shared := b.backend.(PresenceBackend)
-	for _, t := range topics {
+	for t, force := range topics {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultPresenceTTL/3)
 		if shared {
 			local := b.pres.local(t)
@@ -227,7 +242,7 @@ func (b *Broker) syncPresence(topics []string, force bool) {
 				b.pres.mu.Unlock()
 			}
 		}
-		if name := b.cfg.presenceEvent; name != "" {
+		if name := b.cfg.presenceEvent; b.announces(t) {
 			if cur, err := b.Presence(ctx, t); err == nil {
 				data, _ := json.Marshal(cur)
 				p := &b.pres
@@ -246,11 +261,11 @@ func (b *Broker) syncPresence(topics []string, force bool) {
 		}
 		cancel()
 	}
-	b.armPresenceRefresh()
 }
 
 // armPresenceRefresh has the backend's entries of this instance refreshed
-// in a third of their time to live, while it has any.
+// every third of their time to live, while it has any: at a steady pace,
+// which writes here do not put off.
 func (b *Broker) armPresenceRefresh() {
 	if _, shared := b.backend.(PresenceBackend); !shared {
 		return
@@ -258,9 +273,10 @@ func (b *Broker) armPresenceRefresh() {
 	p := &b.pres
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped || (len(p.topics) == 0 && len(p.last) == 0) {
+	if p.armed || p.stopped || (len(p.topics) == 0 && len(p.last) == 0 && len(p.written) == 0) {
 		return
 	}
+	p.armed = true
 	if p.timer == nil {
 		p.timer = time.AfterFunc(DefaultPresenceTTL/3, b.refreshPresence)
 	} else {
@@ -268,22 +284,29 @@ func (b *Broker) armPresenceRefresh() {
 	}
 }
 
-// refreshPresence writes again this instance's entries, and announces the
-// topics whose presence changed elsewhere (an instance's entries expired).
+// refreshPresence has the flusher write again this instance's entries,
+// and announce the topics whose presence changed elsewhere (an instance's
+// entries expired).
 func (b *Broker) refreshPresence() {
 	p := &b.pres
 	p.mu.Lock()
-	topics := make([]string, 0, len(p.topics)+len(p.last))
-	for t := range p.topics {
-		topics = append(topics, t)
-	}
-	for t := range p.last {
-		if p.topics[t] == nil {
-			topics = append(topics, t)
+	defer p.mu.Unlock()
+	p.armed = false
+	mark := func(t string) {
+		if !p.dirty[t] {
+			p.dirty[t] = false
 		}
 	}
-	p.mu.Unlock()
-	b.syncPresence(topics, false)
+	for t := range p.written {
+		mark(t)
+	}
+	for t := range p.last {
+		mark(t)
+	}
+	for t := range p.topics {
+		mark(t)
+	}
+	b.flushLocked() // a flusher under way takes them and arms the next refresh
 }
 
 // stopPresence ends the refreshes, at shutdown, once every stream left,
@@ -295,6 +318,15 @@ func (b *Broker) stopPresence(ctx context.Context) {
 	p.stopped = true
 	if p.timer != nil {
 		p.timer.Stop()
+	}
+	if p.flushing { // let the write under way end first
+		done := p.flushed
+		p.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		p.mu.Lock()
 	}
 	written := make([]string, 0, len(p.written))
 	for t := range p.written {

@@ -86,7 +86,7 @@ func TestPresenceCountsUsersOnce(t *testing.T) {
 }
 
 func TestPresenceEvents(t *testing.T) {
-	b, err := sse.NewBroker(sse.WithPresence(identify), sse.WithPresenceEvents("presence"))
+	b, err := sse.NewBroker(sse.WithPresence(identify), sse.WithPresenceEvents("presence", nil))
 	require.NoError(t, err)
 	defer b.Shutdown(context.Background())
 	srv := presenceServer(t, b)

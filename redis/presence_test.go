@@ -24,7 +24,7 @@ func presenceNode(t *testing.T, prefix string) (*sse.Broker, string) {
 	backend := sseredis.New(newClient(t, redisAddr), sseredis.WithPrefix(prefix), sseredis.WithErrorHandler(func(error) {}))
 	b, err := sse.NewBroker(sse.WithBackend(backend),
 		sse.WithPresence(func(c *gin.Context) (string, any) { return c.GetHeader("X-User"), nil }),
-		sse.WithPresenceEvents("presence"))
+		sse.WithPresenceEvents("presence", nil))
 	require.NoError(t, err)
 	gin.SetMode(gin.TestMode)
 	r := gin.New()

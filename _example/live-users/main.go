@@ -63,7 +63,7 @@ func main() {
 		sse.WithTopicPolicy(func(string) sse.TopicPolicy { return sse.TopicPolicy{LatestOnly: true} }),
 		// Every page hears of every arrival and departure, on any
 		// instance, its own included.
-		sse.WithPresenceEvents("presence"),
+		sse.WithPresenceEvents("presence", nil),
 	}
 	if *redisAddr != "" {
 		rdb := redis.NewClient(&redis.Options{Addr: *redisAddr})
