@@ -118,7 +118,7 @@ func New(opts ...Option) *Metrics {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "sse", Name: n, Help: h, ConstLabels: cl, Buckets: c.buckets}, labels)
 	}
 	ns, n, h, cl := opts2("subscribers", "Subscribers connected now (HTTP streams and Go subscriptions).")
-	return &Metrics{
+	m := &Metrics{
 		topicLabel:      c.topicLabel,
 		subscribers:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "sse", Name: n, Help: h, ConstLabels: cl}, topic),
 		subscriptions:   counter("subscriptions_total", "Subscribers that joined.", topic...),
@@ -131,6 +131,14 @@ func New(opts ...Option) *Metrics {
 		backendErrors:   counter("backend_errors_total", "Backend calls that failed, by operation: publish, replay or watch.", "op"),
 		lag:             histogram("backend_delivery_lag_seconds", "Time from an event's publish to its delivery to this process by the backend, by the store's clock.").WithLabelValues().(prometheus.Histogram),
 	}
+	if topic == nil { // their one series, at zero before anything happened
+		m.subscribers.WithLabelValues()
+		m.subscriptions.WithLabelValues()
+		m.published.WithLabelValues()
+		m.publishErrors.WithLabelValues()
+		m.publishDuration.WithLabelValues()
+	}
+	return m
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {

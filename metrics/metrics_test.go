@@ -59,7 +59,11 @@ func TestNamesAndLabels(t *testing.T) {
 			values[f.GetName()] = v.Counter.GetValue()
 		}
 		for _, s := range f.Metric {
-			assert.Contains(t, s.String(), `name:"broker" value:"chat"`, f.GetName())
+			labels := map[string]string{}
+			for _, l := range s.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			assert.Equal(t, "chat", labels["broker"], f.GetName())
 		}
 	}
 	assert.Equal(t, map[string]float64{
