@@ -152,6 +152,27 @@ func TestRelayRefusesBadStatus(t *testing.T) {
 	assert.ErrorIs(t, <-result, llm.ErrUpstream)
 }
 
+// relayThrough streams gen in the dialect from (with opts), relays it into
+// the dialect to with RelayAs, and returns the relayed answer and what the
+// client got.
+func relayThrough(t *testing.T, from, to llm.Dialect, gen llm.Generator, opts ...llm.Option) (llm.Result, *ssetest.Recording) {
+	t.Helper()
+	up := gin.New()
+	up.POST("/chat", sse.Middleware(), func(c *gin.Context) { _ = llm.Stream(c, from, gen, opts...) })
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	finished := make(chan llm.Result, 1)
+	r := gin.New()
+	r.GET("/relay", sse.Middleware(), func(c *gin.Context) {
+		resp, err := http.Post(upSrv.URL+"/chat", "application/json", strings.NewReader("{}"))
+		require.NoError(t, err)
+		require.NoError(t, llm.RelayAs(c, resp, from, to, llm.WithOnFinish(func(r llm.Result) { finished <- r })))
+	})
+	rec, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/relay", nil))
+	require.NoError(t, err)
+	return <-finished, rec
+}
+
 // TestRelayAsEveryPair streams the same answer in each dialect, relays
 // it into each dialect and checks the result says the same.
 func TestRelayAsEveryPair(t *testing.T) {
@@ -159,22 +180,7 @@ func TestRelayAsEveryPair(t *testing.T) {
 	for _, from := range dialects {
 		for _, to := range dialects {
 			t.Run(from.String()+"->"+to.String(), func(t *testing.T) {
-				up := gin.New()
-				up.POST("/chat", sse.Middleware(), func(c *gin.Context) {
-					_ = llm.Stream(c, from, answer, llm.WithUsageChunk(true))
-				})
-				upSrv := httptest.NewServer(up)
-				defer upSrv.Close()
-				finished := make(chan llm.Result, 1)
-				r := gin.New()
-				r.GET("/relay", sse.Middleware(), func(c *gin.Context) {
-					resp, err := http.Post(upSrv.URL+"/chat", "application/json", strings.NewReader("{}"))
-					require.NoError(t, err)
-					require.NoError(t, llm.RelayAs(c, resp, from, to, llm.WithOnFinish(func(r llm.Result) { finished <- r })))
-				})
-				rec, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/relay", nil))
-				require.NoError(t, err)
-				got := <-finished
+				got, rec := relayThrough(t, from, to, answer, llm.WithUsageChunk(true))
 				require.NoError(t, got.Err)
 				assert.Equal(t, "Hello", got.Text)
 				assert.Equal(t, []llm.ToolCall{{ID: "call_1", Name: "weather", Arguments: `{"city":"Paris"}`}}, got.ToolCalls)
@@ -251,20 +257,7 @@ func TestToolArgsThenTextKeepTheirCall(t *testing.T) {
 	}
 	for _, d := range []llm.Dialect{llm.OpenAIChat, llm.OpenAIResponses, llm.Anthropic, llm.VercelUI} {
 		t.Run(d.String(), func(t *testing.T) {
-			up := gin.New()
-			up.POST("/chat", sse.Middleware(), func(c *gin.Context) { _ = llm.Stream(c, d, gen) }) // default coalescing
-			upSrv := httptest.NewServer(up)
-			defer upSrv.Close()
-			finished := make(chan llm.Result, 1)
-			r := gin.New()
-			r.GET("/relay", sse.Middleware(), func(c *gin.Context) {
-				resp, err := http.Post(upSrv.URL+"/chat", "application/json", strings.NewReader("{}"))
-				require.NoError(t, err)
-				require.NoError(t, llm.RelayAs(c, resp, d, d, llm.WithOnFinish(func(r llm.Result) { finished <- r })))
-			})
-			_, err := ssetest.Record(r, httptest.NewRequest(http.MethodGet, "/relay", nil))
-			require.NoError(t, err)
-			got := <-finished
+			got, _ := relayThrough(t, d, d, gen) // default coalescing
 			assert.Equal(t, []llm.ToolCall{{ID: "call_1", Name: "first", Arguments: `{"a":1}`}, {ID: "call_2", Name: "second", Arguments: `{"b":2}`}}, got.ToolCalls)
 			assert.Equal(t, "after", got.Text)
 		})
