@@ -135,6 +135,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	toWake    [][]*cursor // parked cursors for the waker to wake
+	spare     [][]*cursor // lists the waker is done with, empty
 	waking    bool        // the waker goroutine runs
 	logs      map[string]*topicLog
 	all       ring              // every frame kept, oldest first; nil once forgotten
