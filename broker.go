@@ -506,7 +506,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.janitorOn = false
 		for s := range b.subs {
 			s.closeLocked(ErrBrokerClosed)
-			if s.w == nil && b.removeLocked(s) && s.joined { // a Go subscription leaves at once
+			if s.w == nil && b.removeLocked(s) && b.leaveLocked(s, ErrBrokerClosed) { // a Go subscription leaves at once
 				left = append(left, s)
 			}
 		}

@@ -57,7 +57,10 @@ type stream struct {
 	closeErr error    // why the stream must end, once it must
 	w        *Writer  // nil for a Subscription
 	wake     chan struct{}
-	joined   bool    // the subscribe hooks ran: the unsubscribe ones run when it goes
+	joined   bool    // the subscribe hooks run: the unsubscribe ones run when it goes
+	hooked   bool    // the subscribe hooks have returned
+	leaving  error   // why it left while its subscribe hooks ran (see leaveLocked)
+	left     bool    // it left then
 	signals  []error // loss signals taken, for the observer once b.mu is released
 
 	// With a backend: the history older than the logs still to replay,
@@ -227,6 +230,13 @@ func (b *Broker) subscribe(ctx context.Context, info SubscriberInfo, w *Writer, 
 	b.mu.Unlock()
 	if in {
 		b.joined(s)
+		b.mu.Lock()
+		s.hooked = true
+		left, reason := s.left, s.leaving
+		b.mu.Unlock()
+		if left { // it left meanwhile: its unsubscribe hooks run after these
+			b.left(s, reason)
+		}
 	}
 	return s, lost, nil
 }
@@ -711,11 +721,35 @@ func (s *stream) lostLocked(err error) *frame {
 // [Observer.Unsubscribed]).
 func (b *Broker) remove(s *stream, reason error) {
 	b.mu.Lock()
-	removed := b.removeLocked(s) && s.joined
+	removed := b.removeLocked(s)
+	hooks := removed && b.leaveLocked(s, reason)
 	b.mu.Unlock()
-	if removed {
+	if hooks {
 		b.left(s, reason)
 	}
+	if removed && s.w != nil {
+		// Counted out after its hooks ran: Shutdown returns after them.
+		b.mu.Lock()
+		b.streams--
+		if b.closed && b.streams == 0 {
+			close(b.drained)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// leaveLocked reports whether the unsubscribe hooks of s, which left for
+// reason, are to run now: not for a subscriber that never joined, and
+// later, by subscribe, for one whose subscribe hooks still run.
+func (b *Broker) leaveLocked(s *stream, reason error) bool {
+	if !s.joined {
+		return false
+	}
+	if !s.hooked {
+		s.left, s.leaving = true, reason
+		return false
+	}
+	return true
 }
 
 // removeLocked takes s out of the broker, if it is still in.
@@ -735,12 +769,6 @@ func (b *Broker) removeLocked(s *stream) bool {
 	if ip := s.info.ClientIP; ip != "" {
 		if b.perIP[ip]--; b.perIP[ip] <= 0 {
 			delete(b.perIP, ip)
-		}
-	}
-	if s.w != nil {
-		b.streams--
-		if b.closed && b.streams == 0 {
-			close(b.drained)
 		}
 	}
 	return true

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,4 +215,39 @@ func TestObserverBackend(t *testing.T) {
 	assert.ErrorIs(t, got.lost[0], ErrDataLoss)
 	assert.Equal(t, []string{"replay"}, got.backendErrs)
 	assert.Equal(t, 3, got.delivered, "one, the loss signal (an event too) and two")
+}
+
+// However Subscribe and Shutdown interleave, a subscriber's unsubscribe
+// hooks run after its subscribe hooks, and only if those ran.
+func TestHooksInOrderAtShutdown(t *testing.T) {
+	for range 20 {
+		var mu sync.Mutex
+		var order []string
+		hook := func(kind string) func(SubscriberInfo) {
+			return func(info SubscriberInfo) {
+				mu.Lock()
+				order = append(order, kind+" "+info.LastEventID)
+				mu.Unlock()
+			}
+		}
+		b, err := NewBroker(WithOnSubscribe(hook("sub")), WithOnUnsubscribe(hook("unsub")))
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() { _, _ = b.Subscribe(context.Background(), []string{"t"}, fmt.Sprint("x", i)) })
+		}
+		require.NoError(t, b.Shutdown(context.Background()))
+		wg.Wait()
+		mu.Lock()
+		seen := map[string]bool{}
+		for _, e := range order {
+			kind, tag, _ := strings.Cut(e, " ")
+			if kind == "sub" {
+				seen[tag] = true
+			} else {
+				assert.True(t, seen[tag], "unsubscribe hook of %s before its subscribe hook: %v", tag, order)
+			}
+		}
+		mu.Unlock()
+	}
 }
