@@ -45,13 +45,26 @@ type Observer interface {
 // implements only some methods.
 type NopObserver struct{}
 
-func (NopObserver) Subscribed(SubscriberInfo)                {}
-func (NopObserver) Unsubscribed(SubscriberInfo, error)       {}
+// Subscribed does nothing.
+func (NopObserver) Subscribed(SubscriberInfo) {}
+
+// Unsubscribed does nothing.
+func (NopObserver) Unsubscribed(SubscriberInfo, error) {}
+
+// Published does nothing.
 func (NopObserver) Published([]string, time.Duration, error) {}
-func (NopObserver) Delivered(int)                            {}
-func (NopObserver) Lost(error)                               {}
-func (NopObserver) BackendError(string, error)               {}
-func (NopObserver) BackendDelivered(time.Duration)           {}
+
+// Delivered does nothing.
+func (NopObserver) Delivered(int) {}
+
+// Lost does nothing.
+func (NopObserver) Lost(error) {}
+
+// BackendError does nothing.
+func (NopObserver) BackendError(string, error) {}
+
+// BackendDelivered does nothing.
+func (NopObserver) BackendDelivered(time.Duration) {}
 
 var _ Observer = NopObserver{}
 

@@ -36,6 +36,8 @@ const (
 	VercelUI
 )
 
+// String returns the dialect's name: "openai-chat", "openai-responses",
+// "anthropic" or "vercel-ui".
 func (d Dialect) String() string {
 	switch d {
 	case OpenAIChat:

@@ -78,6 +78,7 @@ type Error struct {
 	Err     error // the cause, for errors.Is and errors.As; not sent
 }
 
+// Error returns the message, and its cause's when it has one.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return "llm: " + e.Message + ": " + e.Err.Error()
@@ -85,6 +86,7 @@ func (e *Error) Error() string {
 	return "llm: " + e.Message
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *Error) Unwrap() error { return e.Err }
 
 // DefaultErrorMessage is what a client is told when a generator fails with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,10 @@ type Output struct {
 	ended   bool
 	reason  FinishReason
 	res     Result
+	// The answer so far, for WithOnFinish only: appended to, not copied
+	// at each delta.
+	text, reasoning strings.Builder
+	args            []strings.Builder // of each tool call
 }
 
 type kind uint8
@@ -80,6 +85,7 @@ func (o *Output) ToolCall(id, name string) error {
 	}
 	o.tool = id
 	o.res.ToolCalls = append(o.res.ToolCalls, ToolCall{ID: id, Name: name})
+	o.args = append(o.args, strings.Builder{})
 	return o.emitLocked(o.enc.toolCall(id, name))
 }
 
@@ -134,15 +140,22 @@ func (o *Output) delta(k kind, s string) error {
 		}
 		o.pending = k
 	}
+	keep := o.cfg.onFinish != nil
 	switch k {
 	case textKind:
-		o.res.Text += s
+		if keep {
+			o.text.WriteString(s)
+		}
 		o.tool = "" // text ends a tool call
 	case reasoningKind:
-		o.res.Reasoning += s
+		if keep {
+			o.reasoning.WriteString(s)
+		}
 		o.tool = ""
 	case argsKind:
-		o.res.ToolCalls[len(o.res.ToolCalls)-1].Arguments += s
+		if keep {
+			o.args[len(o.args)-1].WriteString(s)
+		}
 	}
 	o.buf = append(o.buf, s...)
 	if o.cfg.delay == 0 || (o.cfg.size > 0 && len(o.buf) >= o.cfg.size) {
@@ -253,6 +266,10 @@ func (o *Output) end(ctx context.Context, err error) error {
 		_ = o.emitLocked(last)
 	}
 	o.res.Err = err
+	o.res.Text, o.res.Reasoning = o.text.String(), o.reasoning.String()
+	for i := range o.res.ToolCalls {
+		o.res.ToolCalls[i].Arguments = o.args[i].String()
+	}
 	res := o.res
 	o.mu.Unlock()
 	if o.cfg.onFinish != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"html"
+
+	"github.com/gin-sse/sse/bench/internal/load"
 )
 
 // chart draws, by hand, a horizontal bar chart of the median delivered
@@ -54,7 +56,7 @@ func chart(rep report) []byte {
 			case "bare":
 				color = "#b0b0b0"
 			}
-			label := rate(s.EventsPerSec)
+			label := load.Rate(s.EventsPerSec)
 			if s.Failed > 0 {
 				color = "#d62728"
 				label += " (FAIL)"

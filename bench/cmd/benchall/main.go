@@ -483,13 +483,13 @@ func targets(rep report) []target {
 			ratio := g.EventsPerSec / best.EventsPerSec
 			ts = append(ts, target{
 				Name:   fmt.Sprintf("(%s) gin-sse events/s ≥ 2× best peer", key),
-				Detail: fmt.Sprintf("%.2f× %s (%s vs %s)", ratio, best.Impl, rate(g.EventsPerSec), rate(best.EventsPerSec)),
+				Detail: fmt.Sprintf("%.2f× %s (%s vs %s)", ratio, best.Impl, load.Rate(g.EventsPerSec), load.Rate(best.EventsPerSec)),
 				Met:    ratio >= 2 && g.Failed == 0,
 			})
 		}
 		if bare != nil && bare.EventsPerSec > 0 {
 			ratio := g.EventsPerSec / bare.EventsPerSec
-			detail := fmt.Sprintf("%.2f× (%s vs %s)", ratio, rate(g.EventsPerSec), rate(bare.EventsPerSec))
+			detail := fmt.Sprintf("%.2f× (%s vs %s)", ratio, load.Rate(g.EventsPerSec), load.Rate(bare.EventsPerSec))
 			if lo, hi, ok := roundRatios(rep.Runs, key, "gin-sse", "bare"); ok {
 				detail += fmt.Sprintf("; rounds %.2f–%.2f×", lo, hi)
 			}
@@ -568,16 +568,6 @@ func roundRatios(runs []run, key, impl, base string) (lo, hi float64, ok bool) {
 	return lo, hi, ok
 }
 
-func rate(v float64) string {
-	switch {
-	case v >= 1e6:
-		return fmt.Sprintf("%.2f M/s", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.0f k/s", v/1e3)
-	}
-	return fmt.Sprintf("%.0f /s", v)
-}
-
 func dur(us float64) string {
 	switch {
 	case us >= 1e6:
@@ -643,13 +633,13 @@ func writeMarkdown(w io.Writer, rep report) {
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
 			for _, s := range list {
 				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.0f ns | %s |\n", s.Impl, dur(s.P50us), dur(s.P99us),
-					ratio(s.P99us, bare.P99us), rate(s.EventsPerSec), s.CPUNsPerEvent, check(s))
+					ratio(s.P99us, bare.P99us), load.Rate(s.EventsPerSec), s.CPUNsPerEvent, check(s))
 			}
 		default:
 			fmt.Fprintln(w, "| impl | delivered events/s | vs bare | server CPU/event | CPU vs bare | p50 latency | p99 latency | delivery |")
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
 			for _, s := range list {
-				fmt.Fprintf(w, "| %s | %s | %s | %.0f ns | %s | %s | %s | %s |\n", s.Impl, rate(s.EventsPerSec),
+				fmt.Fprintf(w, "| %s | %s | %s | %.0f ns | %s | %s | %s | %s |\n", s.Impl, load.Rate(s.EventsPerSec),
 					ratio(s.EventsPerSec, bare.EventsPerSec), s.CPUNsPerEvent, ratio(s.CPUNsPerEvent, bare.CPUNsPerEvent),
 					dur(s.P50us), dur(s.P99us), check(s))
 			}

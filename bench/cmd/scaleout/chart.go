@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"html"
 	"slices"
+
+	"github.com/gin-sse/sse/bench/internal/load"
 )
 
 // setups are the series of the chart, in order, with their labels and
@@ -113,7 +115,7 @@ func chartRate(v float64) string {
 	if v < 100e3 {
 		return fmt.Sprintf("%.1f k/s", v/1e3)
 	}
-	return rate(v)
+	return load.Rate(v)
 }
 
 // micro formats a time in ns as µs.

@@ -137,7 +137,7 @@ func main() {
 			perEvent := float64(m.ServerCPUNs) / float64(max(m.Delivered, 1))
 			redisPerPublish := m.redisCPU * 1e6 / float64(max(m.ServerPublished, 1))
 			fmt.Printf("| %s | %d | %s | %.1f ms | %.1f ms | %.0f ns | %.0f ns | %.1f µs | %s |\n",
-				sc.name, n, rate(m.EventsPerSec), m.P50us/1000, m.P99us/1000, perEvent, perEvent/float64(n),
+				sc.name, n, load.Rate(m.EventsPerSec), m.P50us/1000, m.P99us/1000, perEvent, perEvent/float64(n),
 				redisPerPublish, delivery)
 			points = append(points, point{Setup: st.key, Scenario: sc.key, Instances: n, Rounds: *rounds, Quick: *quick,
 				EventsPerSec: m.EventsPerSec, P50ms: m.P50us / 1000, P99ms: m.P99us / 1000,
@@ -211,14 +211,6 @@ func merge(file, key string, points []point) ([]point, error) {
 		return nil, err
 	}
 	return all, os.WriteFile(file, append(b, '\n'), 0o644)
-}
-
-// rate formats events per second.
-func rate(v float64) string {
-	if v >= 1e6 {
-		return fmt.Sprintf("%.2f M/s", v/1e6)
-	}
-	return fmt.Sprintf("%.0f k/s", v/1e3)
 }
 
 // run is one measurement: sseload's result and Redis's CPU time.

@@ -50,3 +50,15 @@ func ReadRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("no VmRSS")
 }
+
+// Rate formats a number of events per second: "1.23 M/s", "456 k/s" or
+// "78 /s".
+func Rate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2f M/s", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0f k/s", v/1e3)
+	}
+	return fmt.Sprintf("%.0f /s", v)
+}
