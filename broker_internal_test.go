@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -351,4 +352,49 @@ func BenchmarkBrokerReplay(b *testing.B) {
 		}
 		br.remove(s, nil)
 	}
+}
+
+// BenchmarkBrokerBurst measures bench/'s scenario (d) in process: a fresh
+// broker with its default options and one subscriber, 200,000 small events
+// published as fast as possible, which the subscriber takes in batches.
+// The history keeps them all, so its growth and the collector's work on it
+// are part of the cost.
+func BenchmarkBrokerBurst(b *testing.B) {
+	const events = 200_000
+	data := []byte("12345 1700000000000000000 xxxxx")
+	var frames []*frame
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC() // as in a fresh process
+		br, err := NewBroker()
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, _, err := br.subscribe(context.Background(), SubscriberInfo{Topics: []string{"t"}}, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for i := range events {
+			if _, err := br.Publish(context.Background(), "t", Event{Data: data}); err != nil {
+				b.Fatal(err)
+			}
+			if i%256 == 255 {
+				for {
+					frames, _ = s.take(frames[:0])
+					if len(frames) == 0 {
+						break
+					}
+				}
+			}
+		}
+		b.StopTimer()
+		br.remove(s, nil)
+		if err := br.Shutdown(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
 }
