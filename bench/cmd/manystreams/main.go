@@ -50,6 +50,8 @@ func main() {
 	implList := flag.String("impls", "gin-sse,bare", "implementations to run, comma-separated (gin-sse first: the others are compared to it)")
 	jsonFile := flag.String("json", "", "write the runs to this JSON file")
 	svgFile := flag.String("svg", "", "draw RSS per stream and p99 latency against streams in this SVG file")
+	bareMax := flag.Int("bare-max", 0, "run bare only up to this many streams (0: at every size)")
+	h2c := flag.Int("h2c", 0, "open the streams as HTTP/2 streams without TLS, this many on one connection (0: one HTTP/1.1 connection each)")
 	flag.Parse()
 
 	var ns []int
@@ -63,6 +65,9 @@ func main() {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
 		for _, n := range ns {
+			if *h2c > 0 {
+				n = (n + *h2c - 1) / *h2c
+			}
 			if uint64(n)+256 > lim.Cur {
 				log.Fatalf("%d streams need %d open files in this process and in the server, and the limit is %d (RLIMIT_NOFILE; raise its hard limit, as root: ulimit -Hn)", n, n+256, lim.Cur)
 			}
@@ -78,7 +83,10 @@ func main() {
 		var bare float64
 		var line []row
 		for _, impl := range impls {
-			res, err := run(*bin, impl, n, *broadcasts)
+			if impl == "bare" && *bareMax > 0 && n > *bareMax {
+				continue
+			}
+			res, err := run(*bin, impl, n, *broadcasts, *h2c)
 			if err != nil {
 				res.Error = err.Error()
 			}
@@ -129,13 +137,20 @@ func delivery(r load.Result) string {
 	return "every broadcast at every stream"
 }
 
-// run starts sseserver with impl, opens n streams and broadcasts to them.
-func run(bin, impl string, n, broadcasts int) (load.Result, error) {
+// run starts sseserver with impl, opens n streams and broadcasts to them;
+// with h2c > 0, as HTTP/2 streams, h2c on each connection.
+func run(bin, impl string, n, broadcasts, h2c int) (load.Result, error) {
 	addr, err := load.FreeAddr()
 	if err != nil {
 		return load.Result{}, err
 	}
-	srv := exec.Command(filepath.Join(bin, "sseserver"), "-impl", impl, "-addr", addr)
+	args := []string{"-impl", impl, "-addr", addr}
+	conns := 0
+	if h2c > 0 {
+		args = append(args, "-h2c", strconv.Itoa(h2c))
+		conns = (n + h2c - 1) / h2c
+	}
+	srv := exec.Command(filepath.Join(bin, "sseserver"), args...)
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
 		return load.Result{}, err
@@ -158,6 +173,7 @@ func run(bin, impl string, n, broadcasts int) (load.Result, error) {
 		ConnectTimeout: 5 * time.Minute,
 		Stall:          30 * time.Second,
 		ReadBuffer:     4 << 10,
+		H2C:            conns,
 	})
 }
 

@@ -33,6 +33,7 @@ func main() {
 	flag.DurationVar(&cfg.Stall, "stall", 10*time.Second, "give up when no event arrives for this long")
 	flag.IntVar(&cfg.SourceAddrs, "source-addrs", 64, "spread streams over this many loopback source addresses (0: one)")
 	flag.IntVar(&cfg.Dialers, "dialers", 64, "connections opened at once")
+	flag.IntVar(&cfg.H2C, "h2c", 0, "open the streams as HTTP/2 streams without TLS over this many connections (the server must run with -h2c); 0: one HTTP/1.1 connection each")
 	extra := flag.String("extra", "", "comma-separated base URLs of more servers sharing the events (through Redis): streams are spread over them too")
 	asJSON := flag.Bool("json", false, "print the result as JSON on stdout")
 	flag.Parse()

@@ -30,6 +30,7 @@ func main() {
 	heartbeat := flag.Int("heartbeat", 0, "unused: gin-sse runs with its default heartbeat")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	debug := flag.Bool("pprof", false, "serve net/http/pprof at /debug/pprof/")
+	h2c := flag.Int("h2c", 0, "also serve HTTP/2 without TLS (h2c, prior knowledge), with at most this many streams on one connection")
 	flag.Parse()
 
 	raiseNoFile()
@@ -63,6 +64,12 @@ func main() {
 		h = mux
 	}
 	srv := &http.Server{Handler: h}
+	if *h2c > 0 {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: *h2c}
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 

@@ -56,6 +56,11 @@ type Config struct {
 	Dialers int
 	// ReadBuffer is the size of each stream's parse buffer.
 	ReadBuffer int
+	// H2C opens the streams as HTTP/2 streams (h2c, without TLS) over
+	// this many connections, spread evenly, instead of one HTTP/1.1
+	// connection each; the server must accept h2c (sseserver -h2c) and
+	// allow Clients/H2C streams on one connection.
+	H2C int
 	// Extra are the base URLs of more servers that share the events of
 	// URL's (through Redis): the streams are spread over URL and them,
 	// the events are published through URL, and the server CPU time is
@@ -179,7 +184,8 @@ type stream struct {
 	topics int
 
 	mu     sync.Mutex
-	conn   net.Conn
+	conn   net.Conn           // HTTP/1.1
+	cancel context.CancelFunc // HTTP/2: ends the request
 	closed bool
 
 	seen      []uint64 // bitset of sequence numbers
@@ -227,6 +233,9 @@ func (s *stream) close() {
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
+	if s.cancel != nil {
+		s.cancel()
+	}
 }
 
 // Run performs one load run against cfg.URL.
@@ -273,6 +282,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return []byte("GET /events?stream=" + name + " HTTP/1.1\r\nHost: " + host +
 			"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
 	}
+	var transports []*http.Transport
+	if cfg.H2C > 0 {
+		for i := range cfg.H2C {
+			transports = append(transports, h2cTransport(sourceAddr(cfg, i)))
+		}
+		defer func() {
+			for _, t := range transports {
+				t.CloseIdleConnections()
+			}
+		}()
+	}
 	var r run
 	streams := make([]*stream, cfg.Clients)
 	var wg sync.WaitGroup
@@ -292,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		streams[i] = s
 		var local net.Addr
 		if cfg.SourceAddrs > 0 {
-			local = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+(offset+i)%min(cfg.SourceAddrs, 250)))}
+			local = sourceAddr(cfg, offset+i)
 		}
 		select {
 		case sem <- struct{}{}:
@@ -300,6 +320,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, ctx.Err()
 		}
 		wg.Add(1)
+		if transports != nil {
+			name := "t"
+			if topics > 1 {
+				name += strconv.Itoa(topic)
+			}
+			go func() {
+				defer wg.Done()
+				body, err := s.open(ctx, transports[i%len(transports)], "http://"+host+"/events?stream="+name)
+				<-sem
+				if err != nil {
+					s.err = err
+					r.fail(err)
+					return
+				}
+				defer func() { _ = body.Close() }()
+				s.readBody(&r, body, cfg.ReadBuffer)
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			err := s.dial(host, local, req)
@@ -401,6 +440,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		s.close()
 	}
 	wg.Wait()
+	for _, t := range transports { // their connections, idle now
+		t.CloseIdleConnections()
+	}
 	summarize(&res, streams)
 	if cfg.Idle { // what is left once every stream closed
 		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
@@ -450,6 +492,58 @@ func summarize(res *Result, streams []*stream) {
 	}
 }
 
+// sourceAddr is the loopback source address of connection i.
+func sourceAddr(cfg Config, i int) net.Addr {
+	if cfg.SourceAddrs <= 0 {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%min(cfg.SourceAddrs, 250)))}
+}
+
+// h2cTransport returns a client of HTTP/2 without TLS (prior knowledge)
+// from the source address local. It keeps its streams on one connection
+// while the server allows them, and opens another beyond.
+func h2cTransport(local net.Addr) *http.Transport {
+	t := &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}).DialContext,
+		Protocols:   new(http.Protocols),
+	}
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// open starts the stream's request over t, an HTTP/2 transport, and
+// returns its body once the response's header checked out.
+func (s *stream) open(ctx context.Context, t *http.Transport, u string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		return nil, context.Canceled
+	}
+	s.cancel = cancel
+	s.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("status %s over %s", resp.Status, resp.Proto)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("content type %q", ct)
+	}
+	return resp.Body, nil
+}
+
 func (s *stream) dial(host string, local net.Addr, req []byte) error {
 	d := net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
 	var err error
@@ -480,9 +574,8 @@ func (s *stream) dial(host string, local net.Addr, req []byte) error {
 // servers under test send is handled: LF line ends, data/id/event fields
 // and comments.
 func (s *stream) read(r *run, bufSize int) {
-	complete := false
 	defer func() {
-		if !complete && s.err != nil {
+		if s.err != nil {
 			r.fail(s.err)
 		}
 	}()
@@ -501,7 +594,18 @@ func (s *stream) read(r *run, bufSize int) {
 		s.err = fmt.Errorf("content type %q", ct)
 		return
 	}
-	body := bufio.NewReaderSize(resp.Body, bufSize)
+	s.readBody(r, resp.Body, bufSize)
+}
+
+// readBody parses an SSE body until it ends.
+func (s *stream) readBody(r *run, rd io.Reader, bufSize int) {
+	complete := false
+	defer func() {
+		if !complete && s.err != nil {
+			r.fail(s.err)
+		}
+	}()
+	body := bufio.NewReaderSize(rd, bufSize)
 	var data []byte
 	hasData := false
 	for {

@@ -3,6 +3,7 @@ package load_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -43,6 +44,38 @@ func TestRun(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRunHTTP2 opens the streams as HTTP/2 streams without TLS, several on
+// each connection, as manystreams -h2c does: every stream gets every event
+// once, in order.
+func TestRunHTTP2(t *testing.T) {
+	for _, name := range []string{"gin-sse", "bare"} {
+		t.Run(name, func(t *testing.T) {
+			im, err := impls.New(name, impls.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewUnstartedServer(impls.NewServer(name, im))
+			srv.Config.Protocols = new(http.Protocols)
+			srv.Config.Protocols.SetHTTP1(true)
+			srv.Config.Protocols.SetUnencryptedHTTP2(true)
+			srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 10}
+			srv.Start()
+			defer srv.Close()
+			defer im.Close()
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, err := load.Run(ctx, load.Config{URL: srv.URL, Clients: 25, H2C: 3, Events: 50, Rate: 2000, Size: 32, Stall: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK() || res.Delivered != 25*50 {
+				t.Fatalf("%+v", res)
+			}
+		})
 	}
 }
 
