@@ -574,26 +574,26 @@ func (s *stream) dial(host string, local net.Addr, req []byte) error {
 // servers under test send is handled: LF line ends, data/id/event fields
 // and comments.
 func (s *stream) read(r *run, bufSize int) {
-	defer func() {
-		if s.err != nil {
-			r.fail(s.err)
-		}
-	}()
 	br := bufio.NewReaderSize(s.conn, 4<<10)
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
+	switch {
+	case err != nil:
 		s.err = err
+	case resp.StatusCode != http.StatusOK:
+		s.err = fmt.Errorf("status %s", resp.Status)
+	default:
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			s.err = fmt.Errorf("content type %q", ct)
+		}
+	}
+	if s.err != nil { // the body's errors are readBody's to report
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+		r.fail(s.err)
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		s.err = fmt.Errorf("status %s", resp.Status)
-		return
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		s.err = fmt.Errorf("content type %q", ct)
-		return
-	}
 	s.readBody(r, resp.Body, bufSize)
 }
 
