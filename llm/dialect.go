@@ -78,7 +78,7 @@ func (d Dialect) encoder(cfg *config) (encoder, error) {
 	case VercelUI:
 		return &vercelEncoder{msgID: cfg.idOr("msg-")}, nil
 	}
-	return nil, fmt.Errorf("llm: unknown dialect %d", int(d))
+	return nil, fmt.Errorf("%w: %d", ErrUnknownDialect, int(d))
 }
 
 // event returns a named event whose data is v as JSON.

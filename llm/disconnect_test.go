@@ -177,3 +177,30 @@ func TestAnthropicHeartbeatIsPing(t *testing.T) {
 		assert.Equal(t, sse.ReceivedEvent{Event: "ping", Data: `{"type": "ping"}`}, ev)
 	}
 }
+
+// The generator's context, cancelled because the client left, has the
+// client's leaving as its cause, as Stream's doc says.
+func TestClientLeavesIsTheCause(t *testing.T) {
+	cause := make(chan error, 1)
+	started := make(chan struct{})
+	r := gin.New()
+	r.POST("/chat", sse.Middleware(), func(c *gin.Context) {
+		var body map[string]any
+		_ = c.ShouldBindJSON(&body)
+		_ = llm.Stream(c, llm.OpenAIChat, func(ctx context.Context, out *llm.Output) error {
+			_ = out.Text("hi")
+			_ = out.Flush()
+			close(started)
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return ctx.Err()
+		})
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	res, cancel := open(t, srv)
+	defer res.Body.Close()
+	<-started
+	cancel()
+	assert.ErrorIs(t, <-cause, sse.ErrClientGone)
+}

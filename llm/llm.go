@@ -113,6 +113,9 @@ var (
 	// ErrInvalidID is returned by [Answers.Start] for an id that cannot
 	// name a topic.
 	ErrInvalidID = errors.New("llm: invalid answer id")
+	// ErrUnknownDialect is returned for a [Dialect] value that is none of
+	// the package's.
+	ErrUnknownDialect = errors.New("llm: unknown dialect")
 )
 
 // clientError returns what the client is told about err.

@@ -27,7 +27,8 @@ import (
 // returns an error wrapping [ErrUpstream] and writes nothing, so that on a
 // POST route (whose headers sse.Middleware holds back until the first
 // write) the handler can still answer with a status. Relay returns nil when the
-// provider ended its stream, an error wrapping sse.ErrClientGone when the
+// provider ended its stream or the server shuts down (the done channel of
+// sse.WithDone closed; the client's stream then just ends), an error wrapping sse.ErrClientGone when the
 // client left, or an error wrapping [ErrUpstream] when reading it failed
 // (the client's stream then just ends: use [RelayAs] to tell the client
 // in its dialect).
@@ -40,8 +41,8 @@ func Relay(c *gin.Context, resp *http.Response) error {
 	stop, read := make(chan struct{}), make(chan struct{})
 	var readErr error
 	go func() {
+		defer close(ch) // after read: a closed ch means readErr is set
 		defer close(read)
-		defer close(ch)
 		dec := sse.NewDecoder(resp.Body)
 		id := ""
 		for {
@@ -116,7 +117,11 @@ func RelayAs(c *gin.Context, resp *http.Response, from, to Dialect, opts ...Opti
 		// under way ends then too.
 		stop := context.AfterFunc(ctx, func() { resp.Body.Close() })
 		defer stop()
-		return parse(resp.Body, p, out)
+		err := parse(resp.Body, p, out)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err() // we closed the body: say why (end maps it to the cause)
+		}
+		return err
 	})
 }
 
@@ -162,7 +167,7 @@ func newParser(d Dialect) (parser, error) {
 	case VercelUI:
 		return vercelParser{}, nil
 	}
-	return nil, fmt.Errorf("llm: unknown dialect %d", int(d))
+	return nil, fmt.Errorf("%w: %d", ErrUnknownDialect, int(d))
 }
 
 // upstreamError is a provider's error event, passed on to the client.

@@ -3,6 +3,7 @@ package llm_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -262,4 +263,47 @@ func TestToolArgsThenTextKeepTheirCall(t *testing.T) {
 			assert.Equal(t, "after", got.Text)
 		})
 	}
+}
+
+// An upstream cut short (it promised more bytes than it sent) is an
+// error of Relay every time, never a normal end: the reader's error is
+// set before the stream sees its channel close.
+func TestRelayCutUpstreamIsAlwaysAnError(t *testing.T) {
+	srv, result := relayServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Length", "1000")
+		_, _ = w.Write([]byte("data: a\n\n"))
+	}, func(c *gin.Context, resp *http.Response) error {
+		return llm.Relay(c, resp)
+	})
+	for i := range 2000 {
+		resp := post(t, context.Background(), srv)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		require.ErrorIs(t, <-result, llm.ErrUpstream, "request %d", i)
+	}
+}
+
+// When the client leaves a RelayAs, the answer's result says so: the
+// relay closed the upstream body itself, the provider did not fail.
+func TestRelayAsClientGoneIsNotAnUpstreamError(t *testing.T) {
+	res := make(chan llm.Result, 1)
+	srv, result := relayServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":1}}}\n\n"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}, func(c *gin.Context, resp *http.Response) error {
+		return llm.RelayAs(c, resp, llm.Anthropic, llm.OpenAIChat, llm.WithOnFinish(func(r llm.Result) { res <- r }))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	resp := post(t, ctx, srv)
+	defer resp.Body.Close()
+	_, err := sse.NewDecoder(resp.Body).Decode()
+	require.NoError(t, err)
+	cancel()
+	assert.ErrorIs(t, <-result, sse.ErrClientGone)
+	r := <-res
+	assert.ErrorIs(t, r.Err, sse.ErrClientGone)
+	assert.NotErrorIs(t, r.Err, llm.ErrUpstream)
 }

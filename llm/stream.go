@@ -48,11 +48,7 @@ func stream(c *gin.Context, cfg *config, enc encoder, gen Generator) error {
 	}
 	s := &chanSink{ch: make(chan sse.Event, 16), gone: make(chan struct{}), detach: cfg.detach}
 	out := newOutput(cfg, enc, s)
-	base := c.Request.Context()
-	if cfg.detach {
-		base = context.WithoutCancel(base)
-	}
-	ctx, cancel := context.WithCancelCause(base)
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(c.Request.Context()))
 	finished := make(chan struct{})
 	var genErr error
 	go func() {
@@ -81,18 +77,18 @@ func stream(c *gin.Context, cfg *config, enc encoder, gen Generator) error {
 		}
 	default:
 	}
-	if err == nil { // the server shuts down
+	shutdown := err == nil
+	if shutdown {
 		err = ErrShutdown
-		s.err = err
-		close(s.gone)
+	}
+	s.err = err
+	close(s.gone)
+	if shutdown {
 		for _, ev := range out.abort(err) {
 			if sse.Send(c, ev) != nil {
 				break
 			}
 		}
-	} else {
-		s.err = err
-		close(s.gone)
 	}
 	if cfg.detach {
 		return err

@@ -323,3 +323,10 @@ func TestCoalescing(t *testing.T) {
 	n, _ = count(rec)
 	assert.Equal(t, 2, n, "the first delta went out alone after its delay")
 }
+
+// A Dialect that is none of the package's is refused with a sentinel.
+func TestUnknownDialect(t *testing.T) {
+	c, _ := gin.CreateTestContext(httptest.NewRecorder())
+	err := llm.Stream(c, llm.Dialect(99), func(context.Context, *llm.Output) error { return nil })
+	assert.ErrorIs(t, err, llm.ErrUnknownDialect)
+}
