@@ -186,7 +186,7 @@ func NewBroker(opts ...BrokerOption) (*Broker, error) {
 		drained: make(chan struct{}),
 	}
 	b.position = b.epoch + "-0"
-	b.pres = presence{topics: map[string]*topicPresence{}, dirty: map[string]bool{}, last: map[string]string{}, written: map[string]bool{}}
+	b.pres = presence{topics: map[string]*topicPresence{}, dirty: map[string]bool{}, last: map[string]string{}, written: map[string]struct{}{}}
 	b.janitor = time.AfterFunc(time.Hour, b.tick)
 	b.janitor.Stop()
 	if b.backend != nil {
@@ -526,6 +526,11 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		return nil
 	case <-ctx.Done():
+		// The streams left end later; the backend's presence entries of
+		// this instance are no longer refreshed, and expire.
+		b.pres.mu.Lock()
+		b.pres.haltLocked()
+		b.pres.mu.Unlock()
 		return ctx.Err()
 	}
 }

@@ -251,3 +251,34 @@ func TestHooksInOrderAtShutdown(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// The presence events the broker publishes itself are not the
+// application's publishes: the observer does not count them, nor their
+// failure when the broker shuts down.
+func TestObserverLeavesOutPresenceEvents(t *testing.T) {
+	rec := &recorder{}
+	b, err := NewBroker(WithObserver(rec), WithPresenceEvents("presence", nil))
+	require.NoError(t, err)
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.GET("/events", b.Handler(Topics("room")))
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+
+	res, err := http.Get(srv.URL + "/events")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	dec := NewDecoder(res.Body)
+	for { // its own join, announced on the topic
+		ev, err := dec.Decode()
+		require.NoError(t, err)
+		if ev.Event == "presence" {
+			break
+		}
+	}
+	require.NoError(t, b.Shutdown(context.Background()))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Empty(t, rec.published)
+	assert.Empty(t, rec.publishErrs)
+}

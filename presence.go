@@ -55,9 +55,9 @@ const DefaultPresenceTTL = 15 * time.Second
 type presence struct {
 	mu       sync.Mutex
 	topics   map[string]*topicPresence
-	dirty    map[string]bool   // to write and announce: true after a change here, false for a refresh
-	last     map[string]string // the presence announced last on each topic, as JSON
-	written  map[string]bool   // topics with an entry of this instance in the backend
+	dirty    map[string]bool     // to write and announce: true after a change here, false for a refresh
+	last     map[string]string   // the presence announced last on each topic, as JSON
+	written  map[string]struct{} // topics with an entry of this instance in the backend
 	flushing bool
 	flushed  chan struct{} // closed when the flusher under way ends
 	timer    *time.Timer   // refreshes the backend's entries
@@ -104,7 +104,8 @@ func WithPresenceEvents(name string, topics func(topic string) bool) BrokerOptio
 }
 
 // Presence returns the presence on topic (see [WithPresence]; without it,
-// the streams of this instance only, and no users). With a backend that
+// the subscribers of this instance only, as [Broker.Subscribers] counts
+// them, Go subscriptions included, and no users). With a backend that
 // shares presence, ctx bounds the call to it, and its error is returned.
 func (b *Broker) Presence(ctx context.Context, topic string) (Presence, error) {
 	if pb, ok := b.backend.(PresenceBackend); ok && b.cfg.presence {
@@ -235,8 +236,9 @@ func (b *Broker) syncPresence(topics map[string]bool) {
 				b.backendFailed("presence", err)
 			} else {
 				b.pres.mu.Lock()
-				b.pres.written[t] = local.Subscribers > 0
-				if local.Subscribers == 0 {
+				if local.Subscribers > 0 {
+					b.pres.written[t] = struct{}{}
+				} else {
 					delete(b.pres.written, t)
 				}
 				b.pres.mu.Unlock()
@@ -255,7 +257,9 @@ func (b *Broker) syncPresence(topics map[string]bool) {
 				}
 				p.mu.Unlock()
 				if changed || force {
-					_, _ = b.Publish(ctx, t, Event{Event: name, Data: json.RawMessage(data)})
+					// Not through Publish: the observer hears of the
+					// application's publishes, not of these.
+					_, _ = b.publish(ctx, t, nil, Event{Event: name, Data: json.RawMessage(data)})
 				}
 			}
 		}
@@ -309,16 +313,21 @@ func (b *Broker) refreshPresence() {
 	b.flushLocked() // a flusher under way takes them and arms the next refresh
 }
 
+// haltLocked ends the refreshes of the backend's entries. p.mu is held.
+func (p *presence) haltLocked() {
+	p.stopped = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+}
+
 // stopPresence ends the refreshes, at shutdown, once every stream left,
 // and takes this instance's entries out of the backend (they would expire
 // anyway).
 func (b *Broker) stopPresence(ctx context.Context) {
 	p := &b.pres
 	p.mu.Lock()
-	p.stopped = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
+	p.haltLocked()
 	if p.flushing { // let the write under way end first
 		done := p.flushed
 		p.mu.Unlock()
