@@ -48,15 +48,20 @@ func main() {
 	tokens := *rate * *seconds
 	fmt.Printf("| coalescing | streams | tokens/s each | tokens delivered | tokens/s (all) | events per token | server CPU per token | server CPU | delivery |\n")
 	fmt.Printf("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	ok := true
 	for _, c := range []struct{ name, query string }{{"default (50 ms, 4 KiB)", "on"}, {"off", "off"}} {
 		r := run(*streams, *rate, tokens, c.query)
 		delivery := "ok"
 		if r.err != nil {
 			delivery = r.err.Error()
+			ok = false
 		}
 		fmt.Printf("| %s | %d | %d | %d | %.0f | %.2f | %.2f µs | %.0f%% of a core | %s |\n",
 			c.name, *streams, *rate, r.tokens, float64(r.tokens)/r.wall.Seconds(), float64(r.events)/float64(max(r.tokens, 1)),
 			float64(r.cpu.Nanoseconds())/1e3/float64(max(r.tokens, 1)), 100*r.cpu.Seconds()/r.wall.Seconds(), delivery)
+	}
+	if !ok {
+		os.Exit(1)
 	}
 }
 
@@ -158,6 +163,7 @@ func run(n, rate, tokens int, coalesce string) result {
 			defer res.Body.Close()
 			dec := sse.NewDecoder(res.Body)
 			var text strings.Builder
+			chunks := 0
 			for {
 				ev, err := dec.Decode()
 				if err != nil {
@@ -177,7 +183,7 @@ func run(n, rate, tokens int, coalesce string) result {
 					return
 				}
 				if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
-					events.Add(1)
+					chunks++
 					text.WriteString(chunk.Choices[0].Delta.Content)
 				}
 			}
@@ -185,6 +191,7 @@ func run(n, rate, tokens int, coalesce string) result {
 				fail(errors.New("a stream's text differs from its answer"))
 				return
 			}
+			events.Add(int64(chunks)) // of complete streams only, as the tokens
 			delivered.Add(int64(tokens))
 		})
 	}

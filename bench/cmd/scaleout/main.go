@@ -113,6 +113,7 @@ func main() {
 	defer st.close()
 
 	var points []point
+	failed := false
 	fmt.Printf("| scenario | instances | delivered events/s | p50 latency | p99 latency | app CPU/delivered event (all) | app CPU/delivered event (each) | Redis CPU/published event | delivery |\n")
 	fmt.Printf("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, sc := range scenarios {
@@ -132,6 +133,7 @@ func main() {
 			for _, r := range runs {
 				if p := problem(r.Result); p != "" {
 					delivery = p
+					failed = true
 				}
 			}
 			perEvent := float64(m.ServerCPUNs) / float64(max(m.Delivered, 1))
@@ -155,6 +157,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, "scaleout:", err)
 			os.Exit(1)
 		}
+	}
+	if failed { // a case lost, repeated or reordered events
+		st.close()
+		os.Exit(1)
 	}
 }
 

@@ -129,6 +129,9 @@ type TopicPublisher interface {
 func (s *Server) Publish(n, rate, size, topics, burst int) {
 	buf := make([]byte, 0, 64+size)
 	var took []time.Duration // how long each publish call took, when paced
+	s.mu.Lock()
+	s.p50us, s.p99us, s.maxUs = 0, 0, 0 // not the last run's while this one runs
+	s.mu.Unlock()
 	defer func() {
 		slices.Sort(took)
 		s.mu.Lock()

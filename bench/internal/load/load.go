@@ -274,18 +274,26 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	topics := max(cfg.Topics, 1)
-	request := func(topic int, host string) []byte {
+	path := func(topic int) string {
 		name := "t"
 		if topics > 1 {
 			name += strconv.Itoa(topic)
 		}
-		return []byte("GET /events?stream=" + name + " HTTP/1.1\r\nHost: " + host +
-			"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+		return "/events?stream=" + name
 	}
 	var transports []*http.Transport
+	// With HTTP/2, the first stream of each transport to each server opens
+	// alone: streams started while its connection is being made would
+	// each make one of their own.
+	var opened []chan struct{} // by transport and server, closed once its first stream opened
+	var leading []bool
 	if cfg.H2C > 0 {
 		for i := range cfg.H2C {
 			transports = append(transports, h2cTransport(sourceAddr(cfg, i)))
+		}
+		for range cfg.H2C * len(hosts) {
+			opened = append(opened, make(chan struct{}))
+			leading = append(leading, false)
 		}
 		defer func() {
 			for _, t := range transports {
@@ -308,12 +316,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		s := &stream{events: want, total: cfg.Events, topic: topic, topics: topics,
 			seen: make([]uint64, (cfg.Events+63)/64), maxSeq: -1, firstPub: 1<<63 - 1, lat: make([]int64, 0, want)}
 		host := hosts[i%len(hosts)]
-		req := request(topic, host)
 		streams[i] = s
-		var local net.Addr
-		if cfg.SourceAddrs > 0 {
-			local = sourceAddr(cfg, offset+i)
-		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -321,13 +324,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		wg.Add(1)
 		if transports != nil {
-			name := "t"
-			if topics > 1 {
-				name += strconv.Itoa(topic)
-			}
+			k := i%len(transports)*len(hosts) + i%len(hosts)
+			leader := !leading[k]
+			leading[k] = true
 			go func() {
 				defer wg.Done()
-				body, err := s.open(ctx, transports[i%len(transports)], "http://"+host+"/events?stream="+name)
+				if !leader {
+					select {
+					case <-opened[k]:
+					case <-ctx.Done():
+					}
+				}
+				body, err := s.open(ctx, transports[i%len(transports)], "http://"+host+path(topic))
+				if leader {
+					close(opened[k])
+				}
 				<-sem
 				if err != nil {
 					s.err = err
@@ -339,6 +350,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}()
 			continue
 		}
+		var local net.Addr
+		if cfg.SourceAddrs > 0 {
+			local = sourceAddr(cfg, offset+i)
+		}
+		req := []byte("GET " + path(topic) + " HTTP/1.1\r\nHost: " + host +
+			"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
 		go func() {
 			defer wg.Done()
 			err := s.dial(host, local, req)
@@ -424,7 +441,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if cfg.Clients > 0 {
 			n := float64(cfg.Clients)
 			res.RSSPerConnKB = float64(res.RSSKB-res.RSSBaseKB) / n
-			if mem1, err := GetStats(ctx, hc, cfg.URL+"/stats?mem=1"); err == nil {
+			if mem1, err := GetStats(ctx, hc, cfg.URL+"/stats?mem=1&gc=1"); err == nil { // live, as mem0
 				res.HeapPerConn = (float64(mem1.HeapInuse) - float64(mem0.HeapInuse)) / n
 				res.StackPerConn = (float64(mem1.StackInuse) - float64(mem0.StackInuse)) / n
 			}
