@@ -35,9 +35,11 @@ type Observer interface {
 	// BackendError reports a call to the backend that failed: op is
 	// "publish", "replay", "watch" or "presence".
 	BackendError(op string, err error)
-	// BackendDelivered reports an event the backend delivered, lag after
-	// it was published (by the store's clock, as the event's
-	// [Message].Time gives it).
+	// BackendDelivered reports a message the backend delivered to this
+	// process, lag after it was published (by the store's clock, as the
+	// [Message].Time gives it). A backend delivers an event once for each
+	// of its topics this process serves, so an event published to two of
+	// them is reported twice.
 	BackendDelivered(lag time.Duration)
 }
 

@@ -119,7 +119,7 @@ func (a *Answers) Start(ctx context.Context, id string, gen Generator) (Answer, 
 			}
 		}
 	}()
-	s := &topicSink{b: a.b, ctx: gctx, topic: a.Topic(id)}
+	s := &topicSink{b: a.b, ctx: context.WithoutCancel(gctx), topic: a.Topic(id)}
 	out := newOutput(cfg, enc, s)
 	go func() {
 		defer a.forget(id)
@@ -164,7 +164,7 @@ func (a *Answers) Handler(param string, opts ...sse.HandlerOption) gin.HandlerFu
 	topics := func(c *gin.Context) ([]string, error) {
 		id := c.Param(param)
 		if id == "" {
-			return nil, errors.New("llm: no answer id in the route")
+			return nil, fmt.Errorf("%w: no answer id in the route parameter %q", sse.ErrNoTopics, param)
 		}
 		return []string{a.Topic(id)}, nil
 	}
@@ -184,13 +184,13 @@ func (a *Answers) Handler(param string, opts ...sse.HandlerOption) gin.HandlerFu
 // topicSink publishes an answer's events to its topic.
 type topicSink struct {
 	b     *sse.Broker
-	ctx   context.Context
+	ctx   context.Context // the generation's values, never cancelled: an answer is published to its end
 	topic string
 }
 
 func (s *topicSink) emit(evs []sse.Event) error {
 	for _, ev := range evs {
-		if _, err := s.b.Publish(context.WithoutCancel(s.ctx), s.topic, ev); err != nil {
+		if _, err := s.b.Publish(s.ctx, s.topic, ev); err != nil {
 			return err
 		}
 	}

@@ -59,8 +59,9 @@ func WithUsageChunk(on bool) Option { return func(c *config) { c.usageChunk = on
 
 // WithCoalesce merges deltas of the same kind that come close together
 // into one event: a delta waits at most delay for more, and goes out at
-// once when the waiting text reaches size bytes. WithCoalesce(0, 0) turns
-// coalescing off: every delta is an event of its own. The default is
+// once when the waiting text reaches size bytes (size 0: no size bound,
+// only delay). WithCoalesce(0, 0) turns coalescing off: every delta is an
+// event of its own. The default is
 // [DefaultCoalesceDelay] and [DefaultCoalesceSize].
 func WithCoalesce(delay time.Duration, size int) Option {
 	return func(c *config) { c.delay, c.size = max(delay, 0), max(size, 0) }

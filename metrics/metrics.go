@@ -19,7 +19,7 @@
 //	sse_publish_duration_seconds             histogram time a publish took
 //	sse_events_delivered_total               counter   events written to streams
 //	sse_events_lost_total{reason}            counter   events-lost signals sent, by reason (sse.LostReason)
-//	sse_backend_errors_total{op}             counter   failed backend calls (publish, replay, watch)
+//	sse_backend_errors_total{op}             counter   failed backend calls (publish, replay, watch, presence)
 //	sse_backend_delivery_lag_seconds         histogram from an event's publish to its delivery by the backend (Redis)
 //
 // Every label has a small fixed set of values. Per-topic series come only
@@ -106,21 +106,16 @@ func New(opts ...Option) *Metrics {
 	if c.topicLabel != nil {
 		topic = []string{"topic"}
 	}
-	opts2 := func(name, help string) (string, string, string, prometheus.Labels) {
-		return c.namespace, name, help, c.constLabels
-	}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
-		ns, n, h, cl := opts2(name, help)
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "sse", Name: n, Help: h, ConstLabels: cl}, labels)
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: c.namespace, Subsystem: "sse", Name: name, Help: help, ConstLabels: c.constLabels}, labels)
 	}
 	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
-		ns, n, h, cl := opts2(name, help)
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "sse", Name: n, Help: h, ConstLabels: cl, Buckets: c.buckets}, labels)
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: c.namespace, Subsystem: "sse", Name: name, Help: help, ConstLabels: c.constLabels, Buckets: c.buckets}, labels)
 	}
-	ns, n, h, cl := opts2("subscribers", "Subscribers connected now (HTTP streams and Go subscriptions).")
 	m := &Metrics{
-		topicLabel:      c.topicLabel,
-		subscribers:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "sse", Name: n, Help: h, ConstLabels: cl}, topic),
+		topicLabel: c.topicLabel,
+		subscribers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: c.namespace, Subsystem: "sse", Name: "subscribers",
+			Help: "Subscribers connected now (HTTP streams and Go subscriptions).", ConstLabels: c.constLabels}, topic),
 		subscriptions:   counter("subscriptions_total", "Subscribers that joined.", topic...),
 		unsubscriptions: counter("unsubscriptions_total", "Subscribers that left, by reason: client_gone, shutdown, write_timeout, write_failed, closed, context or other.", "reason"),
 		published:       counter("events_published_total", "Events published.", topic...),
@@ -128,7 +123,7 @@ func New(opts ...Option) *Metrics {
 		publishDuration: histogram("publish_duration_seconds", "Time a publish took, with a backend its round trip to the store.", topic...),
 		delivered:       counter("events_delivered_total", "Events written to streams or handed to Go subscriptions.").WithLabelValues(),
 		lost:            counter("events_lost_total", "events-lost signals sent to subscribers, by the reason they give: malformed, expired, overrun, data-loss or unknown.", "reason"),
-		backendErrors:   counter("backend_errors_total", "Backend calls that failed, by operation: publish, replay or watch.", "op"),
+		backendErrors:   counter("backend_errors_total", "Backend calls that failed, by operation: publish, replay, watch or presence.", "op"),
 		lag:             histogram("backend_delivery_lag_seconds", "Time from an event's publish to its delivery to this process by the backend, by the store's clock.").WithLabelValues().(prometheus.Histogram),
 	}
 	if topic == nil { // their one series, at zero before anything happened
