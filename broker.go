@@ -331,6 +331,9 @@ func (b *Broker) dispatch(msg Message) {
 	}
 	var wire []byte
 	if msg.Lost == nil {
+		if b.cfg.presenceEvent != "" {
+			b.observeAnnouncement(msg.Topic, msg.Body)
+		}
 		wire = make([]byte, 0, len("id: \n")+len(msg.ID)+len(msg.Body))
 		wire = append(append(append(wire, "id: "...), msg.ID...), '\n')
 		wire = append(wire, msg.Body...)

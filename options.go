@@ -120,7 +120,17 @@ type brokerConfig struct {
 	identify       func(*gin.Context) (string, any)
 	presenceEvent  string
 	presenceTopics func(string) bool
+	presenceTTL    time.Duration
 	shutdownEvent  *Event
+}
+
+// presenceTTLOrDefault returns the time to live of this instance's
+// presence entries in a shared backend.
+func (c *brokerConfig) presenceTTLOrDefault() time.Duration {
+	if c.presenceTTL > 0 {
+		return c.presenceTTL
+	}
+	return DefaultPresenceTTL
 }
 
 // policy returns the policy of topic t.

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -78,9 +79,10 @@ type topicPresence struct {
 // subscriptions ([Broker.Subscribe]) are not clients: they do not count.
 //
 // With a backend that shares presence (the Redis one), each instance
-// stores its own entries there, refreshed every third of
-// [DefaultPresenceTTL]: a crashed instance's users vanish within that
-// time, and a join or leave anywhere shows everywhere within a round trip.
+// stores its own entries there for a time to live ([DefaultPresenceTTL],
+// or that of [WithPresenceTTL]) and refreshes them every third of it: a
+// crashed instance's users vanish within that time, and a join or leave
+// anywhere shows everywhere within a round trip.
 func WithPresence(identify func(c *gin.Context) (user string, info any)) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) {
 		c.presence = true
@@ -94,13 +96,25 @@ func WithPresence(identify func(c *gin.Context) (user string, info any)) BrokerO
 // an instance's entries expiring. topics chooses the topics that get them
 // (nil: every topic); leave out those whose streams have a format of
 // their own, such as the answers of package llm. It implies [WithPresence]
-// (without identify, unless given it too).
+// (without identify, unless given it too). With a shared backend, a
+// presence is announced once, by the instance where it changed (or, for
+// an expiry, the first to see it); the others see the event on the topic
+// and do not repeat it.
 func WithPresenceEvents(name string, topics func(topic string) bool) BrokerOption {
 	return brokerOpt(func(c *brokerConfig) {
 		c.presence = true
 		c.presenceEvent = name
 		c.presenceTopics = topics
 	})
+}
+
+// WithPresenceTTL sets how long this instance's presence entries last in
+// a shared backend without a refresh (default [DefaultPresenceTTL]); they
+// are refreshed every third of it. A shorter one drops a crashed
+// instance's users sooner, for more writes: one per topic with streams
+// here, each refresh. Zero or less keeps the default.
+func WithPresenceTTL(ttl time.Duration) BrokerOption {
+	return brokerOpt(func(c *brokerConfig) { c.presenceTTL = ttl })
 }
 
 // Presence returns the presence on topic (see [WithPresence]; without it,
@@ -222,49 +236,104 @@ func (b *Broker) flushPresence(done chan struct{}) {
 	}
 }
 
+// presenceWorkers bounds the topics whose presence is written and
+// announced at once. One after the other, each topic costs the round
+// trips of its write and its read: 10,000 topics took longer than a
+// refresh period with a store a millisecond away.
+const presenceWorkers = 16
+
 // syncPresence writes this instance's presence on topics to a shared
 // backend and, with WithPresenceEvents, publishes each topic's presence if
-// it changed since this instance last did, or always when its value in
-// topics is true (a change here: the joining stream gets it too).
+// it changed since it was last announced on the topic, or always when its
+// value in topics is true (a change here: the joining stream gets it
+// too). Topics are synced by up to presenceWorkers goroutines, each topic
+// by one of them; it returns once all are.
 func (b *Broker) syncPresence(topics map[string]bool) {
-	pb, shared := b.backend.(PresenceBackend)
-	for t, force := range topics {
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultPresenceTTL/3)
-		if shared {
-			local := b.pres.local(t)
-			if err := pb.SetPresence(ctx, t, local, DefaultPresenceTTL); err != nil {
-				b.backendFailed("presence", err)
-			} else {
-				b.pres.mu.Lock()
-				if local.Subscribers > 0 {
-					b.pres.written[t] = struct{}{}
-				} else {
-					delete(b.pres.written, t)
-				}
-				b.pres.mu.Unlock()
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(len(topics), presenceWorkers) {
+		wg.Go(func() {
+			for t := range work {
+				b.syncTopicPresence(t, topics[t])
 			}
-		}
-		if name := b.cfg.presenceEvent; b.announces(t) {
-			if cur, err := b.Presence(ctx, t); err == nil {
-				data, _ := json.Marshal(cur)
-				p := &b.pres
-				p.mu.Lock()
-				changed := p.last[t] != string(data)
-				if cur.Subscribers == 0 {
-					delete(p.last, t)
-				} else {
-					p.last[t] = string(data)
-				}
-				p.mu.Unlock()
-				if changed || force {
-					// Not through Publish: the observer hears of the
-					// application's publishes, not of these.
-					_, _ = b.publish(ctx, t, nil, Event{Event: name, Data: json.RawMessage(data)})
-				}
-			}
-		}
-		cancel()
+		})
 	}
+	for t := range topics {
+		work <- t
+	}
+	close(work)
+	wg.Wait()
+}
+
+// syncTopicPresence is syncPresence for topic t.
+func (b *Broker) syncTopicPresence(t string, force bool) {
+	ttl := b.cfg.presenceTTLOrDefault()
+	ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+	defer cancel()
+	if pb, shared := b.backend.(PresenceBackend); shared {
+		local := b.pres.local(t)
+		if err := pb.SetPresence(ctx, t, local, ttl); err != nil {
+			b.backendFailed("presence", err)
+		} else {
+			b.pres.mu.Lock()
+			if local.Subscribers > 0 {
+				b.pres.written[t] = struct{}{}
+			} else {
+				delete(b.pres.written, t)
+			}
+			b.pres.mu.Unlock()
+		}
+	}
+	if !b.announces(t) {
+		return
+	}
+	cur, err := b.Presence(ctx, t)
+	if err != nil {
+		return
+	}
+	data, _ := json.Marshal(cur)
+	if b.pres.announced(t, string(data), cur.Subscribers == 0) || force {
+		// Not through Publish: the observer hears of the application's
+		// publishes, not of these.
+		_, _ = b.publish(ctx, t, nil, Event{Event: b.cfg.presenceEvent, Data: json.RawMessage(data)})
+	}
+}
+
+// announced records data as the presence last announced on topic, and
+// reports whether it differs from the one before; empty forgets it.
+func (p *presence) announced(topic, data string, empty bool) (changed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed = p.last[topic] != data
+	if empty {
+		delete(p.last, topic)
+	} else {
+		p.last[topic] = data
+	}
+	return changed
+}
+
+// observeAnnouncement records the presence event another instance
+// announced on topic (body is a message the backend delivered), so that
+// this one does not announce the same presence again at its next refresh.
+func (b *Broker) observeAnnouncement(topic string, body []byte) {
+	name := b.cfg.presenceEvent
+	if name == "" || !b.announces(topic) {
+		return
+	}
+	rest, ok := bytes.CutPrefix(body, []byte("event: "+name+"\ndata: "))
+	if !ok {
+		return
+	}
+	data, ok := bytes.CutSuffix(rest, []byte("\n\n"))
+	if !ok || bytes.IndexByte(data, '\n') >= 0 {
+		return
+	}
+	var p Presence
+	if json.Unmarshal(data, &p) != nil {
+		return
+	}
+	b.pres.announced(topic, string(data), p.Subscribers == 0)
 }
 
 // armPresenceRefresh has the backend's entries of this instance refreshed
@@ -282,9 +351,9 @@ func (b *Broker) armPresenceRefresh() {
 	}
 	p.armed = true
 	if p.timer == nil {
-		p.timer = time.AfterFunc(DefaultPresenceTTL/3, b.refreshPresence)
+		p.timer = time.AfterFunc(b.cfg.presenceTTLOrDefault()/3, b.refreshPresence)
 	} else {
-		p.timer.Reset(DefaultPresenceTTL / 3)
+		p.timer.Reset(b.cfg.presenceTTLOrDefault() / 3)
 	}
 }
 
@@ -344,7 +413,7 @@ func (b *Broker) stopPresence(ctx context.Context) {
 	p.mu.Unlock()
 	if pb, ok := b.backend.(PresenceBackend); ok {
 		for _, t := range written {
-			_ = pb.SetPresence(ctx, t, Presence{}, DefaultPresenceTTL)
+			_ = pb.SetPresence(ctx, t, Presence{}, b.cfg.presenceTTLOrDefault())
 		}
 	}
 }

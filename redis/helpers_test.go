@@ -27,7 +27,7 @@ var prefixSeq atomic.Int64
 // not see each other's events.
 // Its stream is deleted at the end of t (a shared SSE_REDIS_ADDR is left
 // clean).
-func testPrefix(t *testing.T) string {
+func testPrefix(t testing.TB) string {
 	prefix := "ssetest:" + strings.ReplaceAll(t.Name(), "/", ":") + ":" +
 		strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(prefixSeq.Add(1), 10) + ":"
 	t.Cleanup(func() {
@@ -42,7 +42,7 @@ func testPrefix(t *testing.T) string {
 }
 
 // newClient returns a Redis client for addr, closed at the end of t.
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, DialerRetries: 1, MaxRetries: 1})
 	t.Cleanup(func() { _ = c.Close() })
@@ -73,9 +73,17 @@ func newNodeWith(t *testing.T, client redis.UniversalClient, opts ...sseredis.Op
 	backend := sseredis.New(client, opts...)
 	b, err := sse.NewBroker(sse.WithBackend(backend))
 	require.NoError(t, err)
+	url := serveBroker(t, b, b.Handler(sse.TopicsFromQuery("topic"), sse.WithHeartbeat(100*time.Millisecond)))
+	return &node{backend: backend, broker: b, url: url}
+}
+
+// serveBroker serves handler, a handler of b, at the returned URL until
+// the end of t, and then shuts b down.
+func serveBroker(t testing.TB, b *sse.Broker, handler gin.HandlerFunc) string {
+	t.Helper()
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
-	r.GET("/events", b.Handler(sse.TopicsFromQuery("topic"), sse.WithHeartbeat(100*time.Millisecond)))
+	r.GET("/events", handler)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() {
@@ -83,7 +91,7 @@ func newNodeWith(t *testing.T, client redis.UniversalClient, opts ...sseredis.Op
 		defer cancel()
 		require.NoError(t, b.Shutdown(ctx))
 	})
-	return &node{backend: backend, broker: b, url: srv.URL + "/events"}
+	return srv.URL + "/events"
 }
 
 // connect opens a stream on n for topics, resuming after lastID when set.

@@ -66,7 +66,7 @@ func testMain(m *testing.M) int {
 }
 
 // needRedis skips t, or fails it when SSE_REDIS_REQUIRED=1, without Redis.
-func needRedis(t *testing.T) {
+func needRedis(t testing.TB) {
 	t.Helper()
 	if redisAddr == "" {
 		t.Skip("Redis tests skipped: " + skipReason)

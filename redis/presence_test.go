@@ -3,12 +3,15 @@ package sseredis_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,24 +22,14 @@ import (
 
 // presenceNode is an instance with presence on one Redis: its streams of
 // topic "room" identify their user by the X-User header.
-func presenceNode(t *testing.T, prefix string) (*sse.Broker, string) {
+func presenceNode(t *testing.T, prefix string, opts ...sse.BrokerOption) (*sse.Broker, string) {
 	t.Helper()
 	backend := sseredis.New(newClient(t, redisAddr), sseredis.WithPrefix(prefix), sseredis.WithErrorHandler(func(error) {}))
-	b, err := sse.NewBroker(sse.WithBackend(backend),
+	b, err := sse.NewBroker(append([]sse.BrokerOption{sse.WithBackend(backend),
 		sse.WithPresence(func(c *gin.Context) (string, any) { return c.GetHeader("X-User"), nil }),
-		sse.WithPresenceEvents("presence", nil))
+		sse.WithPresenceEvents("presence", nil)}, opts...)...)
 	require.NoError(t, err)
-	gin.SetMode(gin.TestMode)
-	r := gin.New()
-	r.GET("/events", b.Handler(sse.Topics("room")))
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), guard)
-		defer cancel()
-		require.NoError(t, b.Shutdown(ctx))
-	})
-	return b, srv.URL + "/events"
+	return b, serveBroker(t, b, b.Handler(sse.Topics("room")))
 }
 
 // Two instances on one Redis: a user with tabs on both counts once, a
@@ -125,4 +118,117 @@ func TestPresenceOfACrashedInstanceExpires(t *testing.T) {
 	require.NoError(t, alive.SetPresence(ctx, "room", sse.Presence{}, time.Minute))
 	p, _ = alive.Presence(ctx, "room")
 	assert.Equal(t, sse.Presence{Users: []sse.PresentUser{}}, p)
+}
+
+// A change of presence is announced once on the topic, by the instance
+// where it happened: the other instances see the event and do not repeat
+// it when they refresh their entries.
+func TestPresenceAnnouncedOnce(t *testing.T) {
+	needRedis(t)
+	prefix := testPrefix(t)
+	const ttl = 600 * time.Millisecond // a refresh every 200 ms
+	_, urlA := presenceNode(t, prefix, sse.WithPresenceTTL(ttl))
+	nodeB, urlB := presenceNode(t, prefix, sse.WithPresenceTTL(ttl))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*guard)
+	defer cancel()
+	connect := func(url, user string) *ssetest.Stream {
+		s, err := ssetest.Connect(ctx, nil, url, http.Header{"X-User": {user}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	watcher := connect(urlB, "watcher")
+	// B announces after it wrote its entry: A then counts the watcher.
+	var announced []string
+	for len(announced) == 0 {
+		ev, err := watcher.Next()
+		require.NoError(t, err)
+		if ev.Event == "presence" {
+			announced = append(announced, ev.Data)
+		}
+	}
+	connect(urlA, "ada")
+	// Four refreshes of both instances, then a mark to read up to.
+	time.Sleep(4 * ttl / 3)
+	_, err := nodeB.Publish(ctx, "room", sse.Event{Event: "mark", Data: "."})
+	require.NoError(t, err)
+	for {
+		ev, err := watcher.Next()
+		require.NoError(t, err)
+		if ev.Event == "mark" {
+			break
+		}
+		if ev.Event == "presence" {
+			announced = append(announced, ev.Data)
+		}
+	}
+	assert.Equal(t, []string{
+		`{"subscribers":1,"users":[{"id":"watcher","streams":1}]}`,
+		`{"subscribers":2,"users":[{"id":"ada","streams":1},{"id":"watcher","streams":1}]}`,
+	}, announced)
+}
+
+// BenchmarkPresenceManyTopics measures how long the presence of 10,240
+// topics (160 streams of 64 topics each, opened at once) takes to be in
+// Redis, from the first connect: each topic is written once.
+func BenchmarkPresenceManyTopics(b *testing.B) {
+	needRedis(b)
+	const streams, perStream = 160, sse.DefaultMaxTopics
+	client := newClient(b, redisAddr)
+	backend := sseredis.New(client, sseredis.WithPrefix(testPrefix(b)), sseredis.WithErrorHandler(func(error) {}))
+	broker, err := sse.NewBroker(sse.WithBackend(backend), sse.WithPresence(nil))
+	require.NoError(b, err)
+	events := serveBroker(b, broker, broker.Handler(sse.TopicsFromQuery("topic")))
+	urls := make([]string, streams)
+	keys := make([]string, 0, streams*perStream)
+	for i := range urls {
+		q := url.Values{}
+		for j := range perStream {
+			topic := fmt.Sprintf("p%d-%d", i, j)
+			q.Add("topic", topic)
+			keys = append(keys, backend.Key(topic)+":p")
+		}
+		urls[i] = events + "?" + q.Encode()
+	}
+	// stored returns how many of the topics have an entry in Redis.
+	stored := func() int {
+		pipe := client.Pipeline()
+		cmds := make([]*redis.IntCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.HLen(context.Background(), k)
+		}
+		_, _ = pipe.Exec(context.Background())
+		n := 0
+		for _, c := range cmds {
+			if c.Val() > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	var total time.Duration
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, u := range urls {
+			wg.Go(func() {
+				s, err := ssetest.Connect(ctx, nil, u, nil)
+				if err == nil {
+					<-ctx.Done()
+					_ = s.Close()
+				}
+			})
+		}
+		for stored() < len(keys) {
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(start)
+		cancel()
+		wg.Wait()
+		for stored() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/join")
 }
