@@ -91,7 +91,10 @@ func Relay(c *gin.Context, resp *http.Response) error {
 // over; an error event of the provider's, or a stream that ends without
 // from's terminal marker, reaches the client as to's error event and is
 // returned wrapping [ErrUpstream] (an error event's message is passed on
-// as it is). from and to may be the same dialect, to check and re-frame a
+// as it is). Tool calls are relayed one after another, each with its own
+// arguments: arguments of a call other than the one streaming (an
+// upstream that interleaves its calls) are an [ErrUpstream] error too.
+// from and to may be the same dialect, to check and re-frame a
 // stream. The body is closed as Relay closes it; with [WithDetach], it is
 // read to its end even when the client left (for [WithOnFinish]).
 func RelayAs(c *gin.Context, resp *http.Response, from, to Dialect, opts ...Option) error {
@@ -161,7 +164,7 @@ func newParser(d Dialect) (parser, error) {
 	case OpenAIChat:
 		return &chatParser{}, nil
 	case OpenAIResponses:
-		return responsesParser{}, nil
+		return &responsesParser{}, nil
 	case Anthropic:
 		return &anthropicParser{}, nil
 	case VercelUI:
@@ -188,7 +191,31 @@ func decode(ev sse.ReceivedEvent, v any) error {
 	return nil
 }
 
-type chatParser struct{}
+// openCall is the upstream's index of the tool call whose arguments are
+// being relayed. Each dialect streams one call's arguments after another,
+// and an Output has one open call: arguments of another call (an upstream
+// that interleaves its calls) would land in the wrong one, so they are an
+// error instead.
+type openCall struct {
+	index int
+	set   bool
+}
+
+// start records the index of a call that begins.
+func (c *openCall) start(index int) { c.index, c.set = index, true }
+
+// args relays s, arguments of the call at index.
+func (c *openCall) args(index int, s string, out *Output) error {
+	if s == "" {
+		return nil
+	}
+	if c.set && index != c.index {
+		return fmt.Errorf("%w: arguments of tool call %d while call %d streams: interleaved tool calls cannot be relayed", ErrUpstream, index, c.index)
+	}
+	return out.ToolArgs(s)
+}
+
+type chatParser struct{ call openCall }
 
 func (p *chatParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 	if ev.Data == "[DONE]" {
@@ -203,6 +230,7 @@ func (p *chatParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 			Delta struct {
 				Content   string `json:"content"`
 				ToolCalls []struct {
+					Index    int    `json:"index"`
 					ID       string `json:"id"`
 					Function struct {
 						Name      string `json:"name"`
@@ -235,8 +263,9 @@ func (p *chatParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 				if err := out.ToolCall(tc.ID, tc.Function.Name); err != nil {
 					return false, err
 				}
+				p.call.start(tc.Index)
 			}
-			if err := out.ToolArgs(tc.Function.Arguments); err != nil && tc.Function.Arguments != "" {
+			if err := p.call.args(tc.Index, tc.Function.Arguments, out); err != nil {
 				return false, err
 			}
 		}
@@ -247,13 +276,14 @@ func (p *chatParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 	return false, nil
 }
 
-type responsesParser struct{}
+type responsesParser struct{ call openCall }
 
-func (responsesParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
+func (p *responsesParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 	var e struct {
-		Type  string `json:"type"`
-		Delta string `json:"delta"`
-		Item  struct {
+		Type        string `json:"type"`
+		Delta       string `json:"delta"`
+		OutputIndex int    `json:"output_index"`
+		Item        struct {
 			Type   string `json:"type"`
 			CallID string `json:"call_id"`
 			Name   string `json:"name"`
@@ -284,10 +314,11 @@ func (responsesParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 		return false, out.Reasoning(e.Delta)
 	case "response.output_item.added":
 		if e.Item.Type == "function_call" {
+			p.call.start(e.OutputIndex)
 			return false, out.ToolCall(e.Item.CallID, e.Item.Name)
 		}
 	case "response.function_call_arguments.delta":
-		return false, out.ToolArgs(e.Delta)
+		return false, p.call.args(e.OutputIndex, e.Delta, out)
 	case "response.completed", "response.incomplete":
 		if u := e.Response.Usage; u != nil {
 			out.SetUsage(Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens})
@@ -310,11 +341,15 @@ func (responsesParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 	return false, nil
 }
 
-type anthropicParser struct{ usage Usage }
+type anthropicParser struct {
+	usage Usage
+	call  openCall
+}
 
 func (p *anthropicParser) event(ev sse.ReceivedEvent, out *Output) (bool, error) {
 	var e struct {
 		Type    string `json:"type"`
+		Index   int    `json:"index"`
 		Message struct {
 			Usage struct {
 				InputTokens int `json:"input_tokens"`
@@ -349,6 +384,7 @@ func (p *anthropicParser) event(ev sse.ReceivedEvent, out *Output) (bool, error)
 		p.usage.InputTokens = e.Message.Usage.InputTokens
 	case "content_block_start":
 		if e.ContentBlock.Type == "tool_use" {
+			p.call.start(e.Index)
 			return false, out.ToolCall(e.ContentBlock.ID, e.ContentBlock.Name)
 		}
 	case "content_block_delta":
@@ -358,7 +394,7 @@ func (p *anthropicParser) event(ev sse.ReceivedEvent, out *Output) (bool, error)
 		case "thinking_delta":
 			return false, out.Reasoning(e.Delta.Thinking)
 		case "input_json_delta":
-			return false, out.ToolArgs(e.Delta.PartialJSON)
+			return false, p.call.args(e.Index, e.Delta.PartialJSON, out)
 		}
 	case "message_delta":
 		if u := e.Usage; u != nil {

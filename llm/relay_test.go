@@ -307,3 +307,58 @@ func TestRelayAsClientGoneIsNotAnUpstreamError(t *testing.T) {
 	assert.ErrorIs(t, r.Err, sse.ErrClientGone)
 	assert.NotErrorIs(t, r.Err, llm.ErrUpstream)
 }
+
+// Tool calls a provider streams one after another (OpenAI Chat's parallel
+// calls, each with its index) keep their own arguments; arguments of a
+// call other than the one streaming (an upstream that interleaves calls)
+// are an upstream error, never merged into the wrong call.
+func TestRelayAsToolCallIndexes(t *testing.T) {
+	chunk := func(index int, id, name, args string) string {
+		call := map[string]any{"index": index, "function": map[string]any{"arguments": args}}
+		if id != "" {
+			call["id"], call["type"] = id, "function"
+			call["function"].(map[string]any)["name"] = name
+		}
+		data, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"tool_calls": []any{call}}}}})
+		return "data: " + string(data) + "\n\n"
+	}
+	for name, tc := range map[string]struct {
+		body  string
+		calls []llm.ToolCall
+	}{
+		"one after another": {
+			body: chunk(0, "call_a", "first", "") + chunk(0, "", "", `{"a":`) + chunk(0, "", "", `1}`) +
+				chunk(1, "call_b", "second", "") + chunk(1, "", "", `{"b":2}`) + "data: [DONE]\n\n",
+			calls: []llm.ToolCall{{ID: "call_a", Name: "first", Arguments: `{"a":1}`}, {ID: "call_b", Name: "second", Arguments: `{"b":2}`}},
+		},
+		"interleaved": {
+			body: chunk(0, "call_a", "first", "") + chunk(1, "call_b", "second", "") +
+				chunk(0, "", "", `{"a":1}`) + chunk(1, "", "", `{"b":2}`) + "data: [DONE]\n\n",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := make(chan llm.Result, 1)
+			srv, result := relayServer(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = w.Write([]byte(tc.body))
+			}, func(c *gin.Context, resp *http.Response) error {
+				return llm.RelayAs(c, resp, llm.OpenAIChat, llm.OpenAIChat, llm.WithOnFinish(func(r llm.Result) { res <- r }))
+			})
+			resp := post(t, context.Background(), srv)
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			err := <-result
+			r := <-res
+			if tc.calls == nil {
+				require.ErrorIs(t, err, llm.ErrUpstream)
+				assert.Contains(t, err.Error(), "interleaved")
+				for _, call := range r.ToolCalls {
+					assert.NotContains(t, call.Arguments, "b", "call %s got another call's arguments", call.ID)
+				}
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.calls, r.ToolCalls)
+		})
+	}
+}
