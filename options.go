@@ -251,7 +251,9 @@ func WithEventName(name string) StreamOption {
 // heartbeat instead of a comment, for protocols whose clients expect an
 // event of their own while the stream is idle (Anthropic's "ping", say).
 // Like the comment, it goes out only after a heartbeat interval without a
-// write. An invalid ev fails the stream at its first heartbeat.
+// write. An invalid ev (see [Event.Validate], or Data that does not
+// encode) makes Stream return its error wrapping [ErrInvalidEvent] at
+// once, before it writes anything.
 func WithHeartbeatEvent(ev Event) StreamOption {
 	return valueOpt(func(c *valueConfig) { c.heartbeat = &ev })
 }

@@ -52,6 +52,13 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...StreamOption) error {
 			o.applyStream(&vc)
 		}
 	}
+	var beat []byte // the heartbeat event, encoded once
+	if ev := vc.heartbeat; ev != nil {
+		var err error
+		if beat, err = ev.AppendTo(nil); err != nil {
+			return fmt.Errorf("sse: heartbeat event: %w", err)
+		}
+	}
 	if err := w.open(); err != nil { // headers out now: the browser fires "open"
 		return err
 	}
@@ -77,7 +84,7 @@ func Stream[T any](c *gin.Context, ch <-chan T, opts ...StreamOption) error {
 			}
 		case now := <-tick:
 			if w.idle(now) >= cfg.heartbeat-cfg.heartbeat/10 {
-				if err := heartbeat(w, vc.heartbeat); err != nil {
+				if err := heartbeat(w, beat); err != nil {
 					return err
 				}
 			}
@@ -122,10 +129,11 @@ func StreamSeq[T any](c *gin.Context, seq iter.Seq[T], opts ...StreamOption) err
 	return err
 }
 
-// heartbeat writes ev, or a heartbeat comment when ev is nil.
-func heartbeat(w *Writer, ev *Event) error {
-	if ev != nil {
-		return w.Send(*ev)
+// heartbeat writes beat, an encoded event, or a heartbeat comment when
+// beat is nil.
+func heartbeat(w *Writer, beat []byte) error {
+	if beat != nil {
+		return w.writeFrames(beat, 1)
 	}
 	return w.Comment("heartbeat")
 }

@@ -179,6 +179,35 @@ func TestStreamHeartbeatEvent(t *testing.T) {
 	assert.ErrorIs(t, waitErr(t, result), sse.ErrClientGone)
 }
 
+// An invalid heartbeat event is an error before Stream writes anything: a
+// handler of a request with a body (whose headers wait for the first
+// write) can still answer with a status of its own.
+func TestStreamInvalidHeartbeatEvent(t *testing.T) {
+	for name, ev := range map[string]sse.Event{
+		"name with a line break": {Event: "ping\ndata: injected"},
+		"data that is not JSON":  {Event: "ping", Data: func() {}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			result := make(chan error, 1)
+			r := gin.New()
+			r.POST("/events", sse.Middleware(), func(c *gin.Context) {
+				err := sse.Stream(c, make(chan int), sse.WithHeartbeatEvent(ev))
+				result <- err
+				c.String(http.StatusInternalServerError, "no stream")
+			})
+			srv := httptest.NewServer(r)
+			defer srv.Close()
+			res, err := http.Post(srv.URL+"/events", "application/json", strings.NewReader("{}"))
+			require.NoError(t, err)
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			assert.ErrorIs(t, waitErr(t, result), sse.ErrInvalidEvent)
+			assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+			assert.Equal(t, "no stream", string(body))
+		})
+	}
+}
+
 func TestStreamDoneEndsStream(t *testing.T) {
 	shutdown := make(chan struct{})
 	ch := make(chan int)
