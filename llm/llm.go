@@ -43,6 +43,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 )
 
 // Usage is the token count of one answer.
@@ -117,6 +118,23 @@ var (
 	// the package's.
 	ErrUnknownDialect = errors.New("llm: unknown dialect")
 )
+
+// PanicError is the error an answer ends with when its generator
+// panicked: the client gets the dialect's error event (with
+// [DefaultErrorMessage]), and the error, for errors.As, carries the
+// panic's value and where it happened.
+type PanicError struct {
+	Value any    // what the generator panicked with
+	Stack []byte // the generator's goroutine's stack, as debug.Stack gives it
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("llm: the generator panicked: %v", e.Value) }
+
+// Unwrap returns the panic's value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
 
 // clientError returns what the client is told about err.
 func clientError(err error) *Error {

@@ -3,7 +3,7 @@ package llm
 import (
 	"context"
 	"errors"
-	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -212,7 +212,7 @@ func (o *Output) emitLocked(evs []sse.Event) error {
 func (o *Output) run(ctx context.Context, gen Generator) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("llm: the generator panicked: %v", r)
+			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 		err = o.end(ctx, err)
 	}()

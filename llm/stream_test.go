@@ -260,7 +260,11 @@ func TestInBandErrors(t *testing.T) {
 func TestGeneratorPanicIsAnError(t *testing.T) {
 	rec, err := record(t, llm.OpenAIChat, func(ctx context.Context, out *llm.Output) error { panic("boom") })
 	require.ErrorContains(t, err, "panicked: boom")
-	assert.Contains(t, data(t, rec.Events[len(rec.Events)-1]), "error")
+	var pe *llm.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "boom", pe.Value)
+	assert.Contains(t, string(pe.Stack), "TestGeneratorPanicIsAnError", "the stack shows where it panicked")
+	assert.Contains(t, rec.Events[len(rec.Events)-1].Data, llm.DefaultErrorMessage, "the panic's value is not shown")
 }
 
 func TestCoalescing(t *testing.T) {
