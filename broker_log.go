@@ -198,7 +198,8 @@ func (c *cursor) park() {
 	l.waiters = append(l.waiters, c)
 }
 
-// unpark takes c off the waiters of its log, if it is there.
+// unpark takes c off the waiters of its log, if it is there. The list
+// gives back the room a crowd that left grew it to.
 func (c *cursor) unpark() {
 	l := c.log
 	if c.parked && c.gen == l.gen {
@@ -207,6 +208,9 @@ func (c *cursor) unpark() {
 		l.waiters[c.slot], moved.slot = moved, c.slot
 		l.waiters[last] = nil
 		l.waiters = l.waiters[:last]
+		if cap(l.waiters) > 64 && len(l.waiters) < cap(l.waiters)/4 {
+			l.waiters = append(make([]*cursor, 0, 2*len(l.waiters)), l.waiters...)
+		}
 	}
 	c.parked = false
 }

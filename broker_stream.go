@@ -758,6 +758,9 @@ func (b *Broker) removeLocked(s *stream) bool {
 		return false
 	}
 	delete(b.subs, s)
+	if len(b.subs) == 0 {
+		b.subs = make(map[*stream]struct{}) // a map keeps the room it grew to
+	}
 	s.closeLocked(ErrSubscriptionClosed)
 	for i := range s.cursors {
 		c := &s.cursors[i]

@@ -6,7 +6,8 @@
 // Markdown table: RSS per stream (and gin-sse's against bare's), the
 // broadcast latency from publish to receipt, how long the publish calls
 // took, and the server's goroutines and live heap before the streams and
-// after they closed.
+// 12 s after they closed (past the default write timeout: see
+// load.Config.Linger).
 //
 //	go build -o bin/ ./cmd/sseserver ./cmd/manystreams
 //	bin/manystreams -streams 1000,5000,10000,18000 -broadcasts 60 -svg results-manystreams.svg
@@ -33,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-sse/sse"
 	"github.com/gin-sse/sse/bench/internal/load"
 )
 
@@ -169,6 +171,7 @@ func run(bin, impl string, n, broadcasts, h2c int) (load.Result, error) {
 		Rate:           1,
 		Idle:           true,
 		Settle:         2 * time.Second,
+		Linger:         sse.DefaultWriteTimeout + 2*time.Second, // see load.Config.Linger
 		SourceAddrs:    250,
 		ConnectTimeout: 5 * time.Minute,
 		Stall:          30 * time.Second,

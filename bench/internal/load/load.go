@@ -44,6 +44,13 @@ type Config struct {
 	// streams open (after Settle).
 	Idle   bool
 	Settle time.Duration
+	// Linger, with Idle, is how long after the last stream closed the
+	// server's goroutines and heap are read. A write deadline that
+	// net/http's HTTP/2 server armed for a stream that closed meanwhile
+	// keeps that stream's state (and its connection's) until it passes:
+	// past the write timeout (gin-sse's default is 10 s), the heap shows
+	// what stays for good.
+	Linger time.Duration
 	// Stall ends the run when no event arrived for this long.
 	Stall time.Duration
 	// ConnectTimeout bounds the wait for all streams to be subscribed.
@@ -467,6 +474,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				break
 			}
 		}
+		time.Sleep(cfg.Linger)
 		if st, err := GetStats(ctx, hc, cfg.URL+"/stats?mem=1&gc=1"); err == nil {
 			res.GoroutinesAfter, res.HeapAfter = st.Goroutines, st.HeapAlloc
 		}
