@@ -161,10 +161,10 @@ func publishTo(t testing.TB, b *Broker, data string, topics ...string) {
 	require.NoError(t, err)
 }
 
-func datas(frames []*frame) []string {
+func datas(frames [][]byte) []string {
 	var out []string
 	for _, f := range frames {
-		_, body, _ := strings.Cut(string(f.wire), "data: ")
+		_, body, _ := strings.Cut(string(f), "data: ")
 		out = append(out, strings.TrimSuffix(body, "\n\n"))
 	}
 	return out
@@ -248,7 +248,7 @@ func TestBrokerBackendSeveralTopicsExactlyOnce(t *testing.T) {
 	lag.catchUp()
 	frames := takeAll(s)
 	assert.Equal(t, []string{"a1", "b1", "ab1"}, datas(frames))
-	resume := frames[1].id // after a1 and b1
+	resume := idOf(frames[1]) // after a1 and b1
 	assert.Equal(t, s.sum+":1,2", resume, "the position in a, then b")
 
 	publishTo(t, b, "a2", "a")
@@ -285,8 +285,8 @@ func TestBrokerBackendGapIsSignalled(t *testing.T) {
 	lag.catchUp()
 	frames := takeAll(s)
 	require.Len(t, frames, 2)
-	assert.Contains(t, string(frames[0].wire), `"reason":"data-loss"`)
-	assert.Equal(t, "3", frames[1].id)
+	assert.Contains(t, string(frames[0]), `"reason":"data-loss"`)
+	assert.Equal(t, "3", idOf(frames[1]))
 
 	_, lost := sub(t, b, []string{"t"}, "1")
 	assert.ErrorIs(t, lost, ErrDataLoss)
@@ -399,9 +399,9 @@ func TestBrokerBackendUnknownIDWithInitialEvents(t *testing.T) {
 	assert.ErrorIs(t, lost, ErrUnknownEventID)
 	frames := takeAll(s)
 	require.Len(t, frames, 2)
-	assert.Contains(t, string(frames[0].wire), LostEventName)
+	assert.Contains(t, string(frames[0]), LostEventName)
 	assert.Equal(t, "state", datas(frames)[1])
-	assert.Equal(t, "3", frames[1].id, "the state is as of the newest event")
+	assert.Equal(t, "3", idOf(frames[1]), "the state is as of the newest event")
 }
 
 // A client ahead of this process's delivery whose log drops frames before

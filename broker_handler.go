@@ -257,7 +257,7 @@ type Subscription struct {
 	lost   error
 	ctx    context.Context
 	todo   []ReceivedEvent
-	frames []*frame
+	frames [][]byte
 	stop   func() bool // stops the context's AfterFunc
 }
 
@@ -338,10 +338,10 @@ func (s *Subscription) Events() iter.Seq2[ReceivedEvent, error] {
 }
 
 // decode queues the events of frames, as a browser would read them.
-func (s *Subscription) decode(frames []*frame) {
+func (s *Subscription) decode(frames [][]byte) {
 	var buf bytes.Buffer
-	for _, f := range frames {
-		buf.Write(f.wire)
+	for _, wire := range frames {
+		buf.Write(wire)
 	}
 	s.s.b.delivered.Add(uint64(len(frames)))
 	if o := s.s.b.cfg.observer; o != nil {

@@ -36,8 +36,8 @@ func sub(t testing.TB, b *Broker, topics []string, lastID string) (*stream, erro
 
 // takeAll takes every frame s has to send, reading what it replays from
 // a backend as serve does.
-func takeAll(s *stream) []*frame {
-	var all []*frame
+func takeAll(s *stream) [][]byte {
+	var all [][]byte
 	for {
 		if err := s.refill(context.Background()); err != nil {
 			panic(err)
@@ -50,12 +50,23 @@ func takeAll(s *stream) []*frame {
 	}
 }
 
-func ids(frames []*frame) []string {
+// ids returns the ids of frames, "" for one without.
+func ids(frames [][]byte) []string {
 	var out []string
-	for _, f := range frames {
-		out = append(out, f.id)
+	for _, wire := range frames {
+		out = append(out, idOf(wire))
 	}
 	return out
+}
+
+// idOf returns the id of a frame's encoding, "" for none.
+func idOf(wire []byte) string {
+	rest, ok := strings.CutPrefix(string(wire), "id: ")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "\n")
+	return id
 }
 
 func publishN(t testing.TB, b *Broker, topic string, n int) []string {
@@ -70,8 +81,8 @@ func publishN(t testing.TB, b *Broker, topic string, n int) []string {
 }
 
 // An event published to many subscribers is encoded once: every stream
-// reads the same frame from the log, and a stream of two of its topics
-// gets it once.
+// of a topic writes the same bytes of its log, and a stream of two of its
+// topics gets it once.
 func TestBrokerEncodesOnce(t *testing.T) {
 	b := newTestBroker(t)
 	var streams []*stream
@@ -90,7 +101,7 @@ func TestBrokerEncodesOnce(t *testing.T) {
 	for _, s := range streams[1:] {
 		got := takeAll(s)
 		require.Len(t, got, 1, "once, even when subscribed to both topics")
-		assert.Same(t, first[0], got[0])
+		assert.Same(t, &first[0][0], &got[0][0], "the log's bytes, not a copy")
 	}
 }
 
@@ -161,22 +172,24 @@ func TestBrokerOverrunIsSignalled(t *testing.T) {
 		type reader struct {
 			s     *stream
 			speed int
-			got   []*frame
+			got   [][]byte
 		}
 		var readers []*reader
 		for i := range 6 {
 			s, _ := sub(t, b, topics[i%3], "")
 			readers = append(readers, &reader{s: s, speed: rng.IntN(40) + 1})
 		}
-		var published []*frame // as the broker keeps them
+		type event struct {
+			id     string
+			topics []string
+		}
+		var published []event
 		for range rng.IntN(20) + 5 {
 			for range rng.IntN(200) {
 				tp := topics[rng.IntN(3)]
-				_, err := b.PublishTopics(context.Background(), tp, Event{Data: "x"})
+				id, err := b.PublishTopics(context.Background(), tp, Event{Data: "x"})
 				require.NoError(t, err)
-				b.mu.Lock()
-				published = append(published, b.all.at(b.all.n-1))
-				b.mu.Unlock()
+				published = append(published, event{id, tp})
 			}
 			for _, r := range readers {
 				for range r.speed {
@@ -190,24 +203,25 @@ func TestBrokerOverrunIsSignalled(t *testing.T) {
 		}
 		for i, r := range readers {
 			r.got = append(r.got, takeAll(r.s)...)
-			var want []*frame // the events of its topics
-			for _, f := range published {
-				if slices.ContainsFunc(f.topics, func(t string) bool { return slices.Contains(r.s.info.Topics, t) }) {
-					want = append(want, f)
+			var want []string // the ids of the events of its topics
+			for _, ev := range published {
+				if slices.ContainsFunc(ev.topics, func(t string) bool { return slices.Contains(r.s.info.Topics, t) }) {
+					want = append(want, ev.id)
 				}
 			}
 			next := 0 // index in want of the next event expected
 			lostBefore := false
-			for _, f := range r.got {
-				if f.seq == 0 { // the signal
+			for _, wire := range r.got {
+				if strings.Contains(string(wire), "event: "+LostEventName+"\n") { // the signal
 					require.False(t, lostBefore, "seed %d reader %d: two signals in a row", seed, i)
 					lostBefore = true
 					continue
 				}
-				k := slices.Index(want, f)
-				require.GreaterOrEqual(t, k, next, "seed %d reader %d: %s out of order or twice", seed, i, f.id)
+				id := idOf(wire)
+				k := slices.Index(want, id)
+				require.GreaterOrEqual(t, k, next, "seed %d reader %d: %s out of order or twice", seed, i, id)
 				if k > next {
-					require.True(t, lostBefore, "seed %d reader %d: silent gap before %s", seed, i, f.id)
+					require.True(t, lostBefore, "seed %d reader %d: silent gap before %s", seed, i, id)
 				}
 				lostBefore = false
 				next = k + 1
@@ -225,6 +239,12 @@ func TestBrokerLatestOnly(t *testing.T) {
 	got := publishN(t, b, "count", 10)
 	assert.Equal(t, got[9:], ids(takeAll(s)))
 	assert.Equal(t, 1, b.Stats().RetainedEvents)
+
+	// Its chunks stay as small as what it keeps.
+	publishN(t, b, "count", 10_000)
+	st := b.Stats()
+	assert.Equal(t, 1, st.RetainedEvents)
+	assert.LessOrEqual(t, st.RetainedBytes, 2*minChunk+entryOverhead)
 }
 
 // The history is bounded by bytes and by age, over all topics.
@@ -320,7 +340,7 @@ func BenchmarkBrokerPublish(b *testing.B) {
 				streams[i], _ = sub(b, br, []string{"t"}, "")
 			}
 			ev := Event{Event: "update", Data: "The quick brown fox jumps over the lazy dog."}
-			var frames []*frame
+			var frames [][]byte
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := br.Publish(context.Background(), "t", ev); err != nil {
@@ -362,7 +382,7 @@ func BenchmarkBrokerReplay(b *testing.B) {
 func BenchmarkBrokerBurst(b *testing.B) {
 	const events = 200_000
 	data := []byte("12345 1700000000000000000 xxxxx")
-	var frames []*frame
+	var frames [][]byte
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()

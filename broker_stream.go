@@ -51,7 +51,8 @@ type stream struct {
 	info     SubscriberInfo
 	cursors  []cursor
 	lastSeq  uint64   // seq of the last frame taken (or lost): a frame of several topics is sent once
-	lastID   string   // id of the last frame taken, for the signal
+	lastID   string   // id of the last frame taken, for the signal, unless it is the broker's own:
+	lastOwn  uint64   // then its seq (see lastIDLocked)
 	head     []*frame // sent before the logs: the lost signal, initial events
 	overrun  bool     // a log dropped frames the stream had not read
 	closeErr error    // why the stream must end, once it must
@@ -160,7 +161,7 @@ func (b *Broker) subscribe(ctx context.Context, info SubscriberInfo, w *Writer, 
 	}
 	var position string // the id a client resumes after the initial events from
 	if b.backend == nil {
-		position = b.position
+		position = b.positionLocked()
 		lost = b.placeLocked(s, lastID, initial != nil)
 		b.mu.Unlock()
 	} else {
@@ -508,7 +509,7 @@ func (s *stream) refill(ctx context.Context) error {
 		s.b.mu.Lock()
 		if !s.overrun { // one signal for each gap
 			s.overrun = true
-			s.head = append(s.head, lostFrame(lost, s.lastID, ""))
+			s.head = append(s.head, lostFrame(lost, s.lastIDLocked(), ""))
 		} else {
 			lost = nil
 		}
@@ -527,26 +528,28 @@ func (s *stream) replaying() bool { return len(s.pending) > 0 || len(s.page) > 0
 // returns them with closed, the error that ends s once it has sent them
 // all. With nothing to send it parks s's cursors, so that the next append
 // to one of its logs wakes it.
-func (s *stream) take(dst []*frame) (frames []*frame, closed error) {
+func (s *stream) take(dst [][]byte) (wires [][]byte, closed error) {
 	b := s.b
 	b.mu.Lock()
-	frames, closed = s.takeLocked(dst)
+	wires, closed = s.takeLocked(dst)
 	signals := s.signals
 	s.signals = nil
 	b.mu.Unlock()
 	for _, err := range signals {
 		b.cfg.observer.Lost(err)
 	}
-	return frames, closed
+	return wires, closed
 }
 
-func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
+// takeLocked is take's work: it appends the encodings of the frames to
+// send to dst.
+func (s *stream) takeLocked(dst [][]byte) ([][]byte, error) {
 	size := 0
 	for len(s.head) > 0 && size < batchBytes && len(dst) < batchFrames {
 		f := s.head[0]
 		s.head[0] = nil
 		s.head = s.head[1:]
-		dst = append(dst, f)
+		dst = append(dst, f.wire)
 		size += len(f.wire)
 	}
 	for len(s.page) > 0 && size < batchBytes && len(dst) < batchFrames {
@@ -554,7 +557,7 @@ func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
 		s.page[0] = pageFrame{}
 		s.page = s.page[1:]
 		if f != nil {
-			dst = append(dst, f)
+			dst = append(dst, f.wire)
 			size += len(f.wire)
 		}
 	}
@@ -562,12 +565,12 @@ func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
 		return dst, s.closeErr // the logs come after
 	}
 	for size < batchBytes && len(dst) < batchFrames {
-		f := s.nextLocked()
-		if f == nil {
+		wire, ok := s.nextLocked()
+		if !ok {
 			break
 		}
-		dst = append(dst, f)
-		size += len(f.wire)
+		dst = append(dst, wire)
+		size += len(wire)
 	}
 	if len(dst) == 0 && s.closeErr == nil && !s.replaying() {
 		for i := range s.cursors {
@@ -586,7 +589,7 @@ func (s *stream) takeLocked(dst []*frame) ([]*frame, error) {
 // the last frame before the signal and the first one after it. With a
 // backend, the stream asks it for the frames dropped instead, and returns
 // nil to have them read (see fill).
-func (s *stream) nextLocked() *frame {
+func (s *stream) nextLocked() ([]byte, bool) {
 	for {
 		var best *cursor
 		for i := range s.cursors {
@@ -600,32 +603,32 @@ func (s *stream) nextLocked() *frame {
 					// so that the merge keeps each topic's order.
 					c.next = c.log.base
 					s.replayUpTo(c.log.from, i)
-					return nil
+					return nil, false
 				} else {
 					c.next = c.log.base
 					resume := c.log.lastDropped // the frames up to it are lost
 					if c.log.len() > 0 {
-						resume = c.log.at(c.log.base).seq - 1
+						resume = c.log.seqAt(c.log.base) - 1
 					}
 					s.lastSeq = max(s.lastSeq, resume)
 					if !s.overrun { // one signal for each gap
 						s.overrun = true
-						return s.lostLocked(ErrOverrun)
+						return s.lostLocked(ErrOverrun).wire, true
 					}
 				}
 			}
-			if c.next < c.log.end() && (best == nil || c.log.at(c.next).seq < best.log.at(best.next).seq) {
+			if c.next < c.log.end() && (best == nil || c.log.seqAt(c.next) < best.log.seqAt(best.next)) {
 				best = c
 			}
 		}
 		if best == nil {
-			return nil
+			return nil, false
 		}
 		f := best.log.at(best.next)
 		best.next++
 		if s.b.backend != nil {
-			if f = s.admitLocked(f, best, true); f != nil {
-				return f
+			if sent := s.admitLocked(&f, best, true); sent != nil {
+				return sent.wire, true
 			}
 			continue
 		}
@@ -633,10 +636,28 @@ func (s *stream) nextLocked() *frame {
 			continue // sent already, from another of its topics, or lost
 		}
 		s.lastSeq = f.seq
-		s.lastID = f.id
+		s.taken(&f)
 		s.overrun = false
-		return f
+		return f.wire, true
 	}
+}
+
+// taken records f as the last frame taken, for the signal's lastEventId.
+func (s *stream) taken(f *frame) {
+	if f.own {
+		s.lastID, s.lastOwn = "", f.seq
+	} else {
+		s.lastID, s.lastOwn = f.id, 0
+	}
+}
+
+// lastIDLocked returns the id of the last frame taken (or the client's
+// Last-Event-ID, before any).
+func (s *stream) lastIDLocked() string {
+	if s.lastOwn != 0 {
+		return s.b.ownIDOf(s.lastOwn)
+	}
+	return s.lastID
 }
 
 // replayUpTo has s replay the history of its topic i up to until, and of
@@ -713,7 +734,7 @@ func (s *stream) lostLocked(err error) *frame {
 	if s.b.cfg.observer != nil {
 		s.signals = append(s.signals, err)
 	}
-	return lostFrame(err, s.lastID, "")
+	return lostFrame(err, s.lastIDLocked(), "")
 }
 
 // remove takes s out of the broker and runs the unsubscribe hooks, for a
@@ -797,7 +818,7 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *stream) error {
 		defer timer.Stop()
 		beat = timer.C
 	}
-	var frames []*frame
+	var frames [][]byte
 	for {
 		if ctx.Err() != nil {
 			return clientGone(ctx)
@@ -851,27 +872,27 @@ func (b *Broker) serve(ctx context.Context, w *Writer, s *stream) error {
 
 // write writes frames in one write and one flush, or a few when they do
 // not fit in one buffer (a frame larger than one is written as it is).
-func (b *Broker) write(w *Writer, frames []*frame) error {
+func (b *Broker) write(w *Writer, frames [][]byte) error {
 	if len(frames) == 1 {
-		return b.written(len(frames), w.writeFrames(frames[0].wire, 1))
+		return b.written(len(frames), w.writeFrames(frames[0], 1))
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf, n := (*bp)[:0], 0
-	for _, f := range frames {
-		if len(buf)+len(f.wire) > cap(buf) && n > 0 {
+	for _, wire := range frames {
+		if len(buf)+len(wire) > cap(buf) && n > 0 {
 			if err := b.written(n, w.writeFrames(buf, n)); err != nil {
 				return err
 			}
 			buf, n = buf[:0], 0
 		}
-		if len(f.wire) > cap(buf) {
-			if err := b.written(1, w.writeFrames(f.wire, 1)); err != nil {
+		if len(wire) > cap(buf) {
+			if err := b.written(1, w.writeFrames(wire, 1)); err != nil {
 				return err
 			}
 			continue
 		}
-		buf = append(buf, f.wire...)
+		buf = append(buf, wire...)
 		n++
 	}
 	if n == 0 {

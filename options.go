@@ -279,9 +279,9 @@ func WithBackend(backend Backend) BrokerOption {
 }
 
 // WithRetention bounds the history the broker keeps, over all its topics:
-// at most bytes of memory (the events' encoding and about 150 bytes of
-// bookkeeping per event), none older than age (zero or less: no
-// limit of that kind). The newest event is always kept. Defaults
+// at most bytes of memory (the chunks that hold the events' encodings,
+// each topic its own, and 48 bytes of bookkeeping per event and topic),
+// none older than age (zero or less: no limit of that kind). The newest event is always kept. Defaults
 // [DefaultRetentionBytes] and [DefaultRetentionAge]. A stream or a
 // reconnecting client that needs events the history no longer holds gets
 // the [LostEventName] signal, then the oldest events still kept.
