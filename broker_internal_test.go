@@ -240,11 +240,20 @@ func TestBrokerLatestOnly(t *testing.T) {
 	assert.Equal(t, got[9:], ids(takeAll(s)))
 	assert.Equal(t, 1, b.Stats().RetainedEvents)
 
-	// Its chunks stay as small as what it keeps.
-	publishN(t, b, "count", 10_000)
-	st := b.Stats()
-	assert.Equal(t, 1, st.RetainedEvents)
-	assert.LessOrEqual(t, st.RetainedBytes, 2*minChunk+entryOverhead)
+	// Its chunks stay as small as what it keeps, and so does the broker's
+	// list of entries behind an older event of another topic, without an
+	// age limit to trim it.
+	for _, br := range []*Broker{b, newTestBroker(t, WithRetention(1<<20, 0),
+		WithTopicPolicy(func(t string) TopicPolicy { return TopicPolicy{LatestOnly: t == "count"} }))} {
+		publishN(t, br, "other", 1)
+		publishN(t, br, "count", 10_000)
+		st := br.Stats()
+		assert.Equal(t, 2, st.RetainedEvents)
+		assert.LessOrEqual(t, st.RetainedBytes, 2*(2*minChunk+entryOverhead))
+		br.mu.Lock()
+		assert.LessOrEqual(t, br.all.n, 2*br.count+64)
+		br.mu.Unlock()
+	}
 }
 
 // The history is bounded by bytes and by age, over all topics.

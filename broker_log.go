@@ -443,10 +443,34 @@ func (b *Broker) appended(seq uint64, id string, own bool) {
 		b.posID = ""
 	}
 	b.trimLocked()
+	if b.all.n > 2*b.count+64 {
+		b.compactAll()
+	}
 	if !b.janitorOn && b.cfg.retentionAge > 0 {
 		b.janitorOn = true
 		b.janitor.Reset(b.janitorEvery())
 	}
+}
+
+// compactAll takes out of b.all the entries that their logs dropped on
+// their own (a topic policy, a gap, a log no longer watched). They leave
+// b.all only when they reach its head, which the limits may not move for a
+// long time: a latest-only topic would grow it by an entry per publish.
+func (b *Broker) compactAll() {
+	var kept ring[logRef]
+	for i := range b.all.n {
+		ref := *b.all.at(i)
+		if l := b.logTab[ref.log]; l != nil && l.holds(ref.seq) {
+			kept.push(ref)
+		}
+	}
+	b.all = kept
+}
+
+// holds reports whether l keeps the entry seq.
+func (l *topicLog) holds(seq uint64) bool {
+	i := l.after(seq - 1)
+	return i < l.end() && l.seqAt(i) == seq
 }
 
 // positionLocked returns the id of the newest event. b.mu is held.

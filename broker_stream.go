@@ -580,7 +580,8 @@ func (s *stream) takeLocked(dst [][]byte) ([][]byte, error) {
 	return dst, s.closeErr
 }
 
-// nextLocked returns the next frame of s's logs, in seq order, or nil.
+// nextLocked returns the encoding of the next frame of s's logs, in seq
+// order, and false when there is none.
 //
 // A log that dropped frames s had not read yet (an overrun) gives the
 // events-lost signal, and the stream goes on from the oldest frame that
@@ -588,7 +589,7 @@ func (s *stream) takeLocked(dst [][]byte) ([][]byte, error) {
 // one are skipped too, so that the events lost are exactly those between
 // the last frame before the signal and the first one after it. With a
 // backend, the stream asks it for the frames dropped instead, and returns
-// nil to have them read (see fill).
+// none, to have them read (see fill).
 func (s *stream) nextLocked() ([]byte, bool) {
 	for {
 		var best *cursor
