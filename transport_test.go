@@ -384,6 +384,39 @@ func TestWriteTimeoutBehindGzip(t *testing.T) {
 	assert.ErrorIs(t, got, sse.ErrWriteTimeout)
 }
 
+// Over HTTP/2 a client that stops reading fills its stream's flow-control
+// window; the write that waits for it longer than the write timeout ends
+// the stream with ErrWriteTimeout, and the connection serves on.
+func TestHTTP2WriteTimeoutEndsStuckStream(t *testing.T) {
+	r := tpEngine()
+	results := make(chan error, 1)
+	r.GET("/big", sse.Middleware(sse.WithWriteTimeout(100*time.Millisecond)), func(c *gin.Context) {
+		ev := sse.Event{Data: strings.Repeat("x", 64<<10)}
+		var err error
+		for err == nil {
+			err = sse.Send(c, ev)
+		}
+		results <- err
+	})
+	r.GET("/small", sse.Middleware(), func(c *gin.Context) { _ = sse.Send(c, sse.Event{Data: "fine"}) })
+	srv := httptest.NewUnstartedServer(r)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+
+	stuck := tpConnect(t, t.Context(), srv.Client(), srv.URL+"/big") // never read
+	require.Equal(t, 2, stuck.Response.ProtoMajor)
+	start := time.Now()
+	got := tpWait(t, results, 10*time.Second, "the handler to give up on the stuck stream")
+	assert.ErrorIs(t, got, sse.ErrWriteTimeout)
+	t.Logf("the stuck stream ended %v after it began", time.Since(start))
+
+	s := tpConnect(t, t.Context(), srv.Client(), srv.URL+"/small")
+	ev, err := tpNext(t, s)
+	require.NoError(t, err)
+	assert.Equal(t, "fine", ev.Data)
+}
+
 // On HTTP/2 a write deadline resets the stream when it passes, even with no
 // write pending; a stream idle for longer than the write timeout must live.
 func TestHTTP2IdleLongerThanWriteTimeout(t *testing.T) {

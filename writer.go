@@ -52,6 +52,7 @@ type Writer struct {
 	deadlines bool
 	wrapped   bool // inner is not w
 
+	timedOut  atomic.Bool // an HTTP/2 write outlived the write timeout (see writeWatch)
 	events    atomic.Int64
 	bytes     atomic.Int64
 	lastWrite atomic.Int64 // when the last write began, as a monotonic offset from clockBase
@@ -300,33 +301,44 @@ func (w *Writer) writeLocked(p []byte, events int) error {
 		p = w.prelude(p)
 	}
 	now := time.Now()
+	watched := false
 	if w.deadlines {
-		w.extendDeadline(now)
+		if w.http1 {
+			w.extendDeadline(now)
+		} else {
+			watch.begin(w, now)
+			watched = true
+		}
 	}
+	err := w.put(p)
+	if watched {
+		watch.end(w)
+	}
+	if err != nil {
+		return w.fail(err)
+	}
+	w.events.Add(int64(events))
+	w.lastWrite.Store(int64(now.Sub(clockBase))) // when it began: one clock read per write
+	return nil
+}
+
+// put writes p and flushes it through every wrapper.
+func (w *Writer) put(p []byte) error {
 	if len(p) > 0 {
 		n, err := w.w.Write(p)
 		w.bytes.Add(int64(n))
 		if err != nil {
-			return w.fail(err)
+			return err
 		}
 	}
 	// A ResponseController flushes through every wrapper; made here, it
 	// stays on the stack.
 	if err := http.NewResponseController(w.w).Flush(); err != nil {
-		return w.fail(err)
+		return err
 	}
 	if w.wrapped {
-		if err := flushError(w.inner); err != nil {
-			return w.fail(err)
-		}
+		return flushError(w.inner)
 	}
-	if w.deadlines && !w.http1 {
-		// An HTTP/2 write deadline resets the stream when it passes, even
-		// with no write pending: clear it while the stream is idle.
-		_ = http.NewResponseController(w.inner).SetWriteDeadline(time.Time{})
-	}
-	w.events.Add(int64(events))
-	w.lastWrite.Store(int64(now.Sub(clockBase))) // when it began: one clock read per write
 	return nil
 }
 
@@ -375,6 +387,8 @@ func (w *Writer) fail(err error) error {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		w.err = fmt.Errorf("%w: %w", ErrWriteTimeout, err)
+	case w.timedOut.Load(): // see writeWatch
+		w.err = fmt.Errorf("%w: %w: %w", ErrWriteTimeout, os.ErrDeadlineExceeded, err)
 	case w.ctx.Err() != nil:
 		w.err = fmt.Errorf("%w: %w", ErrClientGone, err)
 	default:
@@ -406,4 +420,75 @@ func (w *Writer) isStarted() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.started
+}
+
+// writeWatch ends the HTTP/2 writes that outlive their write timeout. On
+// HTTP/1 a write deadline is the connection's, and moving it costs little
+// (extendDeadline); net/http's HTTP/2 server sets one through the
+// connection's serving goroutine and a timer of its own, and it resets an
+// idle stream when it passes, so it had to be set before each write and
+// cleared after: that took 3 to 4 µs of the 13 to 17 µs of server CPU a
+// delivery costs over HTTP/2 here (`sseload -clients 3000 -h2c 3 -events
+// 20 -rate 10`, three runs each). Instead, a writer is in writing while it
+// writes, and one goroutine for all of them, running while any is, resets
+// the stream of a write whose deadline passed (within watchTick), which
+// ends the write.
+type writeWatch struct {
+	mu      sync.Mutex
+	writing map[*Writer]time.Duration // deadlines, as monotonic offsets from clockBase
+	running bool
+}
+
+var watch = writeWatch{writing: make(map[*Writer]time.Duration)}
+
+// watchTick is how often the writes under way are checked.
+const watchTick = 10 * time.Millisecond
+
+func (ww *writeWatch) begin(w *Writer, now time.Time) {
+	deadline := now.Sub(clockBase) + w.cfg.writeTimeout
+	ww.mu.Lock()
+	ww.writing[w] = deadline
+	if !ww.running {
+		ww.running = true
+		go ww.run()
+	}
+	ww.mu.Unlock()
+}
+
+func (ww *writeWatch) end(w *Writer) {
+	ww.mu.Lock()
+	delete(ww.writing, w)
+	ww.mu.Unlock()
+}
+
+// run checks the writes under way every watchTick, until there are none.
+func (ww *writeWatch) run() {
+	t := time.NewTicker(watchTick)
+	defer t.Stop()
+	var late []*Writer
+	for now := range t.C {
+		at := now.Sub(clockBase)
+		ww.mu.Lock()
+		if len(ww.writing) == 0 {
+			ww.running = false
+			ww.mu.Unlock()
+			return
+		}
+		for w, deadline := range ww.writing {
+			if at >= deadline {
+				delete(ww.writing, w)
+				late = append(late, w)
+			}
+		}
+		ww.mu.Unlock()
+		for i, w := range late {
+			w.timedOut.Store(true)
+			// A deadline in the past resets the stream at once; that
+			// waits for the connection's serving goroutine, so not under
+			// the lock, and not in this goroutine.
+			go func() { _ = http.NewResponseController(w.inner).SetWriteDeadline(time.Unix(0, 1)) }()
+			late[i] = nil
+		}
+		late = late[:0]
+	}
 }
