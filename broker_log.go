@@ -135,8 +135,7 @@ type logRef struct {
 // stream on the topic reads through a cursor.
 type topicLog struct {
 	name        string
-	num         uint32   // its index in b.logTab
-	self        []string // name alone
+	num         uint32 // its index in b.logTab
 	entries     ring[entry]
 	chunks      [][]byte // the encodings of its entries, oldest first
 	chunkBase   uint32   // the number of chunks[0]
@@ -378,7 +377,7 @@ func (b *Broker) waker() {
 func (b *Broker) logFor(t string) *topicLog {
 	l := b.logs[t]
 	if l == nil {
-		l = &topicLog{name: t, self: []string{t}, policy: b.cfg.policy(t)}
+		l = &topicLog{name: t, policy: b.cfg.policy(t)}
 		if n := len(b.freeNums); n > 0 {
 			l.num, b.freeNums = b.freeNums[n-1], b.freeNums[:n-1]
 			b.logTab[l.num] = l

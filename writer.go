@@ -366,13 +366,13 @@ func (w *Writer) appendRetry(dst []byte) []byte {
 // times (8 bytes instead of 24).
 var clockBase = time.Now()
 
-// extendDeadline gives the next write at least half the write timeout.
-// On HTTP/1 the deadline is only moved once half of it has passed, which
-// saves a timer update on most writes; HTTP/2 deadlines are cleared after
-// every write, so they are set every time.
+// extendDeadline gives the next write on HTTP/1 at least half the write
+// timeout: the connection's deadline is only moved once half of it has
+// passed, which saves a timer update on most writes. (HTTP/2 writes are
+// watched instead: see writeWatch.)
 func (w *Writer) extendDeadline(now time.Time) {
 	at := now.Sub(clockBase)
-	if w.http1 && at+w.cfg.writeTimeout/2 < w.deadline {
+	if at+w.cfg.writeTimeout/2 < w.deadline {
 		return
 	}
 	deadline := now.Add(w.cfg.writeTimeout)
