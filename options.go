@@ -189,11 +189,12 @@ func applyStreamOpts[O MiddlewareOption](c *streamConfig, opts []O) {
 	*c = h.stream
 }
 
-// WithWriteTimeout bounds every write (and flush) to the client. Before a
-// write the connection's write deadline is moved to now+d (on HTTP/1 only
-// once half of it has passed, so each write gets between d/2 and d). A
-// client that stopped reading ends the stream with an error wrapping
-// [ErrWriteTimeout] instead of blocking it forever, and
+// WithWriteTimeout bounds every write (and flush) to the client. On
+// HTTP/1, before a write, the connection's write deadline is moved to
+// now+d, once half of it has passed, so each write gets between d/2 and
+// d; on HTTP/2 a write still under way after d (within 10 ms) has its
+// stream reset. A client that stopped reading ends the stream with an
+// error wrapping [ErrWriteTimeout] instead of blocking it forever, and
 // http.Server.WriteTimeout does not cut healthy long-lived streams. Zero
 // disables the deadline. Default [DefaultWriteTimeout].
 func WithWriteTimeout(d time.Duration) WriterOption {
