@@ -301,7 +301,7 @@ func (b *Broker) publish(ctx context.Context, single string, topics []string, ev
 		if _, dup := b.index[id]; dup || b.ownID(id) {
 			return "", fmt.Errorf("%w: %q", ErrDuplicateID, id)
 		}
-		m = &entryMeta{id: id, refs: new(int32)}
+		m = &entryMeta{id: id, indexed: true}
 	}
 	b.seq++
 	if own {

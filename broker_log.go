@@ -72,7 +72,10 @@ type entryMeta struct {
 	id     string
 	topics []string // of an event of several topics, with a backend
 	gap    error
-	refs   *int32 // the logs that hold an event with an id of its own (for b.index); nil otherwise
+	// An event published with an id of its own is in b.index while a log
+	// holds it: its meta, shared by the logs of its topics, counts them.
+	indexed bool
+	refs    int32
 }
 
 // entryOverhead is what an entry costs beyond its encoding: itself and
@@ -224,8 +227,8 @@ func (b *Broker) dropOldest(l *topicLog) {
 		m := l.metas[e.seq]
 		delete(l.metas, e.seq)
 		l.from = m.id
-		if m.refs != nil {
-			if *m.refs--; *m.refs == 0 {
+		if m.indexed {
+			if m.refs--; m.refs == 0 {
 				delete(b.index, m.id)
 			}
 		}
@@ -415,8 +418,8 @@ func (b *Broker) appendLocked(l *topicLog, seq uint64, id string, own bool, body
 			l.metas = make(map[uint64]*entryMeta)
 		}
 		l.metas[seq] = m
-		if m.refs != nil {
-			*m.refs++
+		if m.indexed {
+			m.refs++
 		}
 	}
 	l.entries.push(e)

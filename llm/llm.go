@@ -128,6 +128,7 @@ type PanicError struct {
 	Stack []byte // the generator's goroutine's stack, as debug.Stack gives it
 }
 
+// Error says that the generator panicked, and with what.
 func (e *PanicError) Error() string { return fmt.Sprintf("llm: the generator panicked: %v", e.Value) }
 
 // Unwrap returns the panic's value when it is an error.

@@ -48,6 +48,7 @@ func NewServer(name string, impl Impl) *Server {
 	return s
 }
 
+// ServeHTTP serves the stream of the implementation and the control endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
