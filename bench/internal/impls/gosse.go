@@ -63,7 +63,16 @@ func (x *goSSE) Publish(seq int, data []byte) error {
 
 func (x *goSSE) Subscribers() int { return int(x.subs.Load()) }
 
+// Close shuts go-sse down once its subscriptions have ended (for at most
+// a second). Joe's Subscribe returns as soon as a shutdown begins, without
+// synchronising with Joe's loop, which wrote to that subscriber: its
+// handler then returns with no order between those writes and net/http's
+// last one, a data race the race detector reported (rarely: when TestRun
+// closed the implementation before the server saw its clients leave).
 func (x *goSSE) Close() {
+	for end := time.Now().Add(time.Second); x.subs.Load() > 0 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = x.srv.Shutdown(ctx)
